@@ -1,0 +1,267 @@
+"""Proximal Policy Optimization (Schulman et al. 2017), clipped and adaptive-KL-penalty objectives.
+
+Algorithm 1 of the paper: N actors each run the policy for T steps; advantages come from GAE; the
+surrogate is optimised for K epochs of minibatch Adam; repeat. The implementation details that the
+MuJoCo results depend on (Huang et al. 2022, "The 37 Implementation Details of PPO") are those of
+CleanRL's ppo_continuous_action: orthogonal init, per-minibatch advantage normalisation, clipped value
+loss, global gradient clipping, linear learning-rate annealing, observation and reward normalisation
+(in rlrun.envs), truncated episodes bootstrapped from V(final observation).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, one_of, rule
+from rlrun.data import RolloutBuffer
+from rlrun.envs import VecEnv
+from rlrun.nets import ActorCritic, MLPConfig
+from rlrun.nets.flat import clip_grad_norm_, flatten_parameters
+
+
+@dataclass
+class PPOConfig:
+    objective: str = rule(one_of("clip", "kl_penalty"))
+    num_envs: int = rule(POSITIVE)
+    num_steps: int = rule(POSITIVE)
+    num_minibatches: int = rule(POSITIVE)
+    update_epochs: int = rule(POSITIVE)
+    learning_rate: float = rule(POSITIVE)
+    anneal_lr: bool
+    adam_eps: float = rule(POSITIVE)
+    gamma: float = rule(UNIT_INTERVAL)
+    gae_lambda: float = rule(UNIT_INTERVAL)
+    norm_adv: bool
+    clip_coef: float = rule(POSITIVE)
+    clip_vloss: bool
+    ent_coef: float = rule(NON_NEGATIVE)
+    vf_coef: float = rule(NON_NEGATIVE)
+    max_grad_norm: float = rule(POSITIVE)
+    target_kl: float | None = rule(POSITIVE)
+    kl_target: float = rule(POSITIVE)
+    kl_beta: float = rule(POSITIVE)
+
+    def __post_init__(self):
+        batch = self.num_envs * self.num_steps
+        if batch % self.num_minibatches:
+            raise ConfigError(f"algo.num_minibatches ({self.num_minibatches}) must divide the rollout size "
+                              f"num_envs * num_steps = {batch}")
+
+
+def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """-L^CLIP (eq. 7): the pessimistic minimum of the unclipped and clipped surrogates, negated."""
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
+    return torch.max(unclipped, clipped).mean()
+
+
+def kl_penalty_loss(ratio: torch.Tensor, advantages: torch.Tensor, kl: torch.Tensor, beta: float) -> torch.Tensor:
+    """-L^KLPEN (eq. 8): -(r_t A_t - beta KL[pi_old, pi])."""
+    return -(ratio * advantages).mean() + beta * kl.mean()
+
+
+def adapt_kl_beta(beta: float, kl: float, kl_target: float) -> float:
+    """The adaptive rule of section 4: halve beta when d < d_targ / 1.5, double it when d > 1.5 d_targ."""
+    if kl < kl_target / 1.5:
+        return beta / 2
+    if kl > kl_target * 1.5:
+        return beta * 2
+    return beta
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+               clip_coef: float | None) -> torch.Tensor:
+    """0.5 (V - R)^2; with `clip_coef`, the pessimistic maximum against a value update clipped to
+    old_value +- clip_coef, as in OpenAI baselines."""
+    unclipped = (values - returns).square()
+    if clip_coef is None:
+        return 0.5 * unclipped.mean()
+    clipped = old_values + torch.clamp(values - old_values, -clip_coef, clip_coef)
+    return 0.5 * torch.max(unclipped, (clipped - returns).square()).mean()
+
+
+class PPO:
+    """PPO as a generator: each iteration collects one rollout, updates, and yields its metrics."""
+
+    action_spaces = ("discrete", "continuous")
+
+    def __init__(self, cfg: PPOConfig, env: VecEnv, network: MLPConfig, device: torch.device, seed: int,
+                 total_steps: int):
+        if env.num_envs != cfg.num_envs:
+            raise ValueError(f"env has {env.num_envs} copies, algo.num_envs is {cfg.num_envs}")
+        self.cfg = cfg
+        self.env = env
+        self.device = device
+        self.total_steps = total_steps
+        torch.manual_seed(seed)
+        self.net = ActorCritic(env.observation_space, env.action_space, network).to(device)
+        self.flat_params = flatten_parameters(self.net)
+        self.optimizer = torch.optim.Adam([self.flat_params], lr=cfg.learning_rate, eps=cfg.adam_eps,
+                                          fused=True)
+        # Acting runs on the CPU, one small batch per env step; a CUDA learner gets a CPU copy,
+        # refreshed once per update, so no tensor crosses the bus per step.
+        self.acting_net = self.net if device.type == "cpu" else copy.deepcopy(self.net).cpu()
+        self.dist = self.net.dist
+        self.generator = torch.Generator().manual_seed(seed)
+        self.global_step = 0
+        self.kl_beta = cfg.kl_beta
+        obs_shape = env.observation_space.shape
+        action_shape = env.action_space.shape
+        action_dtype = np.float32 if env.continuous else np.int64
+        self.buffer = RolloutBuffer(cfg.num_steps, cfg.num_envs, obs_shape, action_shape, action_dtype,
+                                    self.dist.num_params)
+        self.next_obs: np.ndarray | None = None
+
+    @classmethod
+    def parse_config(cls, cfg) -> PPOConfig:
+        return from_config(PPOConfig, cfg, "algo")
+
+    # --- acting ---------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        params = self.acting_net.dist_params(torch.from_numpy(obs))
+        action = self.dist.mode(params) if deterministic else self.dist.sample(params, self.generator)
+        return action.numpy()
+
+    @torch.inference_mode()
+    def _policy_step(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        obs_t = torch.from_numpy(obs)
+        params = self.acting_net.dist_params(obs_t)
+        action = self.dist.sample(params, self.generator)
+        log_prob = self.dist.log_prob(params, action)
+        value = self.acting_net.value(obs_t)
+        return action.numpy(), log_prob.numpy(), params.numpy(), value.numpy()
+
+    @torch.inference_mode()
+    def _value(self, obs: np.ndarray) -> np.ndarray:
+        return self.acting_net.value(torch.from_numpy(obs)).numpy()
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def learn(self) -> Iterator[dict]:
+        self.next_obs = self.env.reset()
+        while True:
+            self.collect_rollout()
+            metrics = self.update()
+            returns, lengths = self.env.pop_episodes()
+            yield {"global_step": self.global_step, "episodic_returns": returns, "episodic_lengths": lengths,
+                   **metrics}
+
+    def collect_rollout(self) -> None:
+        """Run the policy for num_steps in each env, storing what the update needs."""
+        buf = self.buffer
+        for t in range(self.cfg.num_steps):
+            action, log_prob, params, value = self._policy_step(self.next_obs)
+            buf.obs[t] = self.next_obs
+            buf.actions[t] = action
+            buf.log_probs[t] = log_prob
+            buf.dist_params[t] = params
+            buf.values[t] = value
+            self.next_obs, reward, terminated, truncated, final_obs = self.env.step(action)
+            buf.rewards[t] = reward
+            buf.terminated[t] = terminated
+            buf.ended[t] = terminated | truncated
+            buf.next_values[t] = 0.0
+            if truncated.any():
+                # Time ran out, the episode did not end: bootstrap from V(final observation).
+                buf.next_values[t, truncated] = self._value(final_obs[truncated])
+            self.global_step += self.cfg.num_envs
+        buf.finish(self._value(self.next_obs), self.cfg.gamma, self.cfg.gae_lambda)
+
+    def update(self) -> dict:
+        """K epochs of minibatch Adam on the surrogate objective over the last rollout."""
+        cfg = self.cfg
+        if cfg.anneal_lr:
+            lr = cfg.learning_rate * max(1.0 - self.global_step / self.total_steps, 0.0)
+            self.optimizer.param_groups[0]["lr"] = lr
+        batch = self.buffer.flat_tensors(self.device)
+        batch_size = batch["obs"].shape[0]
+        minibatch_size = batch_size // cfg.num_minibatches
+        # Metrics stay tensors during the epochs and become numbers once, at the end (no host sync
+        # per minibatch).
+        sums = torch.zeros(5, device=self.device)
+        count = 0
+        stop_early = False
+        for _ in range(cfg.update_epochs):
+            order = torch.randperm(batch_size, generator=self.generator).to(self.device)
+            shuffled = {name: tensor[order] for name, tensor in batch.items()}
+            for start in range(0, batch_size, minibatch_size):
+                mb = {name: tensor[start : start + minibatch_size] for name, tensor in shuffled.items()}
+                loss, stats = self.loss(mb)
+                self.flat_params.grad.zero_()
+                loss.backward()
+                clip_grad_norm_(self.flat_params, cfg.max_grad_norm)
+                self.optimizer.step()
+                sums += stats
+                count += 1
+            if cfg.target_kl is not None and (sums[3] / count).item() > cfg.target_kl:
+                stop_early = True
+                break
+        policy_loss, value_loss_, entropy, approx_kl, clip_fraction = (sums / count).tolist()
+        metrics = {"train/policy_loss": policy_loss, "train/value_loss": value_loss_, "train/entropy": entropy,
+                   "train/approx_kl": approx_kl, "train/clip_fraction": clip_fraction,
+                   "train/learning_rate": self.optimizer.param_groups[0]["lr"],
+                   "train/explained_variance": explained_variance(self.buffer.values, self.buffer.returns)}
+        if cfg.objective == "kl_penalty":
+            with torch.no_grad():
+                kl = self.dist.kl(batch["dist_params"], self.net.dist_params(batch["obs"])).mean().item()
+            metrics["train/kl"] = kl
+            metrics["train/kl_beta"] = self.kl_beta
+            self.kl_beta = adapt_kl_beta(self.kl_beta, kl, cfg.kl_target)
+        if cfg.target_kl is not None:
+            metrics["train/stopped_early"] = float(stop_early)
+        if self.acting_net is not self.net:
+            self.acting_net.load_state_dict(self.net.state_dict())
+        return metrics
+
+    def loss(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The minibatch loss and, detached, [policy loss, value loss, entropy, approx KL, clip fraction]."""
+        cfg = self.cfg
+        params = self.net.dist_params(mb["obs"])
+        log_ratio = self.dist.log_prob(params, mb["actions"]) - mb["log_probs"]
+        ratio = log_ratio.exp()
+        advantages = mb["advantages"]
+        if cfg.norm_adv:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if cfg.objective == "clip":
+            policy_loss = clipped_surrogate_loss(ratio, advantages, cfg.clip_coef)
+        else:
+            policy_loss = kl_penalty_loss(ratio, advantages, self.dist.kl(mb["dist_params"], params), self.kl_beta)
+        v_loss = value_loss(self.net.value(mb["obs"]), mb["values"], mb["returns"],
+                            cfg.clip_coef if cfg.clip_vloss else None)
+        entropy = self.dist.entropy(params).mean()
+        loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+        with torch.no_grad():
+            # Schulman's low-variance unbiased estimator of KL[pi_old, pi]: E[(r - 1) - log r].
+            approx_kl = ((ratio - 1) - log_ratio).mean()
+            clip_fraction = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
+            stats = torch.stack([policy_loss, v_loss, entropy, approx_kl, clip_fraction]).detach()
+        return loss, stats
+
+    # --- checkpointing --------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(), "global_step": self.global_step,
+                "kl_beta": self.kl_beta}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.global_step = state["global_step"]
+        self.kl_beta = state["kl_beta"]
+        if self.acting_net is not self.net:
+            self.acting_net.load_state_dict(self.net.state_dict())
+
+
+def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:
+    """1 - Var[target - predicted] / Var[target]: 1 is a perfect value function, 0 no better than a constant."""
+    var = np.var(target)
+    return float("nan") if var == 0 else float(1 - np.var(target - predicted) / var)

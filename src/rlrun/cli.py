@@ -1,0 +1,97 @@
+"""The `rlrun` command: compose the Hydra config and call `run`; report bad input in one line.
+
+`rlrun resume=<run dir> [overrides]` re-runs the original command of that run directory, with the
+new overrides on top, into the same directory: the composed config (.hydra/), metrics, checkpoints
+and W&B run continue where they stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import yaml
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from rlrun.config import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+GROUPS = ("algo", "env", "network", "hardware", "logger")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def task(cfg: DictConfig) -> float:
+    from rlrun.run import run  # imported here so that `rlrun --help` stays fast
+
+    return run(cfg)
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def expand_resume(argv: list[str]) -> list[str]:
+    """Replace `resume=DIR` by the overrides DIR was made with, the new ones on top, and DIR as the
+    Hydra run directory."""
+    values = [arg.split("=", 1)[1] for arg in argv if _key(arg) == "resume" and "=" in arg]
+    if not values or values[-1] in ("null", ""):
+        return argv
+    if "-m" in argv or "--multirun" in argv:
+        raise ConfigError("resume= continues one run: drop -m/--multirun")
+    run_dir = Path(values[-1])
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    if not overrides_file.exists():
+        raise ConfigError(f"resume={values[-1]}: not a run directory (no {overrides_file}); "
+                          "pass a directory under outputs/ made by rlrun")
+    if not (run_dir / "checkpoints" / "last.pt").exists():
+        raise ConfigError(f"resume={values[-1]}: no checkpoints/last.pt there to resume from")
+    original = yaml.safe_load(overrides_file.read_text()) or []
+    choices = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key in ("algo", "env") and value != choices[key]:
+            raise ConfigError(f"resume={values[-1]} is a run of algo={choices['algo']} env={choices['env']}; "
+                              f"it cannot continue as {key}={value}: drop {key}= or start a new run")
+    merged = {_key(o): o for o in original if _key(o) not in ("resume", "hydra.run.dir")}
+    merged.update({_key(a): a for a in argv if "=" in a})
+    flags = [a for a in argv if "=" not in a]
+    return [*flags, *merged.values(), f"hydra.run.dir='{run_dir.resolve()}'"]
+
+
+def describe_hydra_error(error: Exception) -> str:
+    """One line for a Hydra or OmegaConf composition error."""
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file:
+        group, _, name = error.missing_cfg_file.rpartition("/")
+        if group in GROUPS:
+            options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+            return f"unknown {group} '{name}'; choose one of: {', '.join(options)}"
+    cause = error.__cause__ or error.__context__
+    text = str(error).strip().splitlines()[0]
+    if cause is not None and isinstance(cause, OmegaConfBaseException):
+        key = getattr(cause, "full_key", None)
+        if "not in struct" in str(cause) and key:
+            return f"unknown key '{key}': check its spelling against conf/ (to add a new key use +{key}=...)"
+        return f"{text} {str(cause).splitlines()[0]}"
+    return text
+
+
+def main() -> None:
+    # Let composition errors reach us as exceptions instead of Hydra's multi-line report.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        sys.argv = [sys.argv[0], *expand_resume(sys.argv[1:])]
+        task()
+    except ConfigError as error:
+        sys.exit(f"rlrun: error: {error}")
+    except (HydraException, OmegaConfBaseException) as error:
+        sys.exit(f"rlrun: error: {describe_hydra_error(error)}")
+    except KeyboardInterrupt as error:
+        sys.exit(f"rlrun: interrupted; {error}" if str(error) else "rlrun: interrupted")
+
+
+if __name__ == "__main__":
+    main()

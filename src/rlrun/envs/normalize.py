@@ -1,0 +1,41 @@
+"""Running mean and variance, for observation and reward normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class RunningMeanStd:
+    """Mean and variance of every sample seen so far, merged batch by batch.
+
+    Uses the parallel combination of Chan, Golub and LeVeque (1979), so updating with batches gives
+    the same statistics as one pass over all samples. float64 keeps millions of updates accurate.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        # A tiny prior count keeps the first update from dividing by zero (as in OpenAI baselines).
+        self.count = epsilon
+
+    def update(self, batch: np.ndarray) -> None:
+        """Fold in a batch of samples laid out along the first axis."""
+        batch_mean = batch.mean(axis=0)
+        batch_var = batch.var(axis=0)
+        batch_count = batch.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean = self.mean + delta * (batch_count / total)
+        m2 = self.var * self.count + batch_var * batch_count + delta**2 * (self.count * batch_count / total)
+        self.var = m2 / total
+        self.count = total
+
+    def state_dict(self) -> dict:
+        return {"mean": torch.from_numpy(self.mean.copy()), "var": torch.from_numpy(self.var.copy()),
+                "count": float(self.count)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean = state["mean"].numpy().astype(np.float64)
+        self.var = state["var"].numpy().astype(np.float64)
+        self.count = float(state["count"])

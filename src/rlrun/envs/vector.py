@@ -1,0 +1,168 @@
+"""Vectorised, seeded environments with episode statistics and observation/reward normalisation.
+
+`VecEnv` wraps a gymnasium vector env in SAME_STEP autoreset mode: the step that ends an episode
+returns the first observation of the next one, and the true last observation separately, so that a
+truncated episode can be bootstrapped from V(last observation) instead of being treated as terminal.
+Normalisation lives here (not in gymnasium wrappers) so its statistics can be checkpointed, copied to
+the evaluation env and frozen there.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from rlrun.config import POSITIVE, ConfigError, from_config, one_of, rule
+from rlrun.envs.normalize import RunningMeanStd
+
+
+@dataclass
+class EnvConfig:
+    id: str
+    kwargs: dict
+    max_episode_steps: int | None = rule(POSITIVE)
+    normalize_obs: bool
+    normalize_reward: bool
+    clip_obs: float = rule(POSITIVE)
+    clip_reward: float = rule(POSITIVE)
+
+
+def env_config(cfg: Any) -> EnvConfig:
+    return from_config(EnvConfig, cfg, "env")
+
+
+def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
+    """One gymnasium env as the config describes it (unseeded: the vector env seeds it on reset)."""
+    if multiprocessing.parent_process() is not None:
+        # In a vector-env worker process: Ctrl-C is the main process's to handle (it stops the run at
+        # an iteration boundary and writes a checkpoint); a worker dying of it would break the run.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return gym.make(cfg.id, max_episode_steps=cfg.max_episode_steps, render_mode=render_mode,
+                        **cfg.kwargs)
+    except gym.error.Error as error:
+        raise ConfigError(f"env.id {cfg.id!r} cannot be made: {error}") from None
+    except TypeError as error:
+        raise ConfigError(f"env.kwargs {cfg.kwargs} do not fit {cfg.id}: {error}") from None
+
+
+def spaces_of(cfg: EnvConfig) -> tuple[gym.Space, gym.Space]:
+    """Observation and action space of one env, to check a config before anything is built."""
+    env = make_env(cfg)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+class VecEnv:
+    """`num_envs` copies of one env, stepped together; observations and rewards as the algorithm sees
+    them (normalised, float32), episode returns and lengths as the environment paid them (raw)."""
+
+    def __init__(self, cfg: EnvConfig, num_envs: int, seed: int, backend: str = "sync",
+                 gamma: float = 0.99, training: bool = True):
+        factories = [partial(make_env, cfg)] * num_envs
+        if backend == "sync":
+            self.envs = gym.vector.SyncVectorEnv(factories, autoreset_mode=AutoresetMode.SAME_STEP)
+        elif backend == "async":
+            self.envs = gym.vector.AsyncVectorEnv(factories, autoreset_mode=AutoresetMode.SAME_STEP)
+        else:
+            raise ConfigError(f"hardware.vector_backend must be sync or async (got {backend!r})")
+        self.cfg = cfg
+        self.num_envs = num_envs
+        self.seed = seed
+        self.gamma = gamma
+        self.training = training
+        self.observation_space = self.envs.single_observation_space
+        self.action_space = self.envs.single_action_space
+        self.envs.action_space.seed(seed)
+        self.continuous = isinstance(self.action_space, gym.spaces.Box)
+        obs_shape = self.observation_space.shape
+        self.obs_rms = RunningMeanStd(obs_shape) if cfg.normalize_obs else None
+        self.return_rms = RunningMeanStd(()) if cfg.normalize_reward else None
+        self.discounted_return = np.zeros(num_envs)
+        self.episode_return = np.zeros(num_envs)
+        self.episode_length = np.zeros(num_envs, np.int64)
+        self.finished_returns: list[float] = []
+        self.finished_lengths: list[int] = []
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Reset every env; env i is seeded with `seed + i` (default: the seed given at construction)."""
+        obs, _ = self.envs.reset(seed=self.seed if seed is None else seed)
+        self.discounted_return[:] = 0
+        self.episode_return[:] = 0
+        self.episode_length[:] = 0
+        return self.normalize_obs(obs, update=self.training)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Step every env. Returns (obs, reward, terminated, truncated, final_obs): `final_obs` is None
+        when no episode ended, else an array whose rows for ended episodes hold their last observation
+        (normalised like `obs`)."""
+        if self.continuous:
+            # The policy's Gaussian is unbounded; the env gets the action clipped to its bounds while
+            # the algorithm keeps the sampled one, whose log-probability it stored.
+            actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        obs, reward, terminated, truncated, info = self.envs.step(actions)
+        reward = reward.astype(np.float64)
+        self.episode_return += reward
+        self.episode_length += 1
+        ended = terminated | truncated
+        final_obs = None
+        if ended.any():
+            final_obs = obs.copy()
+            for i in np.flatnonzero(ended):
+                final_obs[i] = info["final_obs"][i]
+                self.finished_returns.append(float(self.episode_return[i]))
+                self.finished_lengths.append(int(self.episode_length[i]))
+            self.episode_return[ended] = 0
+            self.episode_length[ended] = 0
+            final_obs = self.normalize_obs(final_obs, update=False)
+        obs = self.normalize_obs(obs, update=self.training)
+        reward = self.scale_reward(reward, ended)
+        return obs, reward, terminated, truncated, final_obs
+
+    def normalize_obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
+        if self.obs_rms is None:
+            return obs.astype(np.float32, copy=False)
+        if update:
+            self.obs_rms.update(obs)
+        normalized = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
+        return np.clip(normalized, -self.cfg.clip_obs, self.cfg.clip_obs).astype(np.float32)
+
+    def scale_reward(self, reward: np.ndarray, ended: np.ndarray) -> np.ndarray:
+        """Divide by the running std of the discounted return (not of the reward): the scheme of
+        OpenAI baselines' VecNormalize, which keeps value targets near unit scale."""
+        if self.return_rms is None:
+            return reward.astype(np.float32)
+        if self.training:
+            self.discounted_return = self.discounted_return * self.gamma + reward
+            self.return_rms.update(self.discounted_return)
+            self.discounted_return[ended] = 0
+        scaled = reward / np.sqrt(self.return_rms.var + 1e-8)
+        return np.clip(scaled, -self.cfg.clip_reward, self.cfg.clip_reward).astype(np.float32)
+
+    def pop_episodes(self) -> tuple[list[float], list[int]]:
+        """Returns and lengths of the episodes finished since the last call."""
+        returns, lengths = self.finished_returns, self.finished_lengths
+        self.finished_returns, self.finished_lengths = [], []
+        return returns, lengths
+
+    def state_dict(self) -> dict:
+        return {"obs_rms": self.obs_rms.state_dict() if self.obs_rms else None,
+                "return_rms": self.return_rms.state_dict() if self.return_rms else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.obs_rms is not None and state["obs_rms"] is not None:
+            self.obs_rms.load_state_dict(state["obs_rms"])
+        if self.return_rms is not None and state["return_rms"] is not None:
+            self.return_rms.load_state_dict(state["return_rms"])
+
+    def close(self) -> None:
+        self.envs.close()

@@ -1,0 +1,173 @@
+"""One fan-out logger: progress bar, CSV files, TensorBoard and Weights & Biases.
+
+Metric names are namespaced (`train/episodic_return`, `eval/mean_return`, `time/sps`) and the same
+in every sink; in CSV the namespace is the file (train/ and time/ go to metrics.csv, eval/ to
+eval.csv) and the column is the rest of the name.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from rlrun.config import ConfigError, from_config, one_of, rule
+
+log = logging.getLogger("rlrun")
+
+
+@dataclass
+class WandbConfig:
+    mode: str = rule(one_of("online", "offline", "disabled"))
+    project: str
+    entity: str | None
+    group: str | None
+    tags: list[str]
+
+
+@dataclass
+class LoggerConfig:
+    csv: bool
+    tensorboard: bool
+    progress_bar: Any
+    wandb: dict | None
+
+    def __post_init__(self):
+        if self.progress_bar not in ("auto", True, False):
+            raise ConfigError(f"logger.progress_bar must be auto, true or false (got {self.progress_bar!r})")
+        if self.wandb is not None:
+            self.wandb = from_config(WandbConfig, self.wandb, "logger.wandb")
+
+
+def logger_config(cfg) -> LoggerConfig:
+    parsed = from_config(LoggerConfig, cfg, "logger")
+    if parsed.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise ConfigError("logger.tensorboard needs the tensorboard package: "
+                              "pip install 'rlrun[tensorboard]' (or use logger=csv)") from None
+    return parsed
+
+
+class CSVSink:
+    """Rows of one namespace appended to a CSV file; on resume, rows past the checkpoint are dropped
+    (they were logged after the checkpoint the run continues from, and will be logged again)."""
+
+    def __init__(self, path: Path, namespaces: tuple[str, ...], resume_step: int | None):
+        self.path = path
+        self.namespaces = namespaces
+        self.fieldnames: list[str] | None = None
+        if resume_step is not None and path.exists():
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                self.fieldnames = reader.fieldnames
+                kept = [row for row in reader if int(row["global_step"]) <= resume_step]
+            self._rewrite(kept)
+        else:
+            path.unlink(missing_ok=True)
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        with open(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, self.fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        row = {"global_step": step}
+        for key, value in metrics.items():
+            namespace, _, name = key.partition("/")
+            if namespace in self.namespaces:
+                row[name] = "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+        if self.fieldnames is None:
+            self.fieldnames = list(row)
+            self._rewrite([])
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.fieldnames, restval="", extrasaction="ignore").writerow(row)
+
+
+class Logger:
+    """Sends each batch of metrics to every configured sink."""
+
+    def __init__(self, cfg: LoggerConfig, run_dir: Path, run_config: dict, total_steps: int, start_step: int,
+                 wandb_id: str, resuming: bool):
+        self.run_dir = run_dir
+        resume_step = start_step if resuming else None
+        self.csv_sinks = []
+        if cfg.csv:
+            self.csv_sinks = [CSVSink(run_dir / "metrics.csv", ("train", "time"), resume_step),
+                              CSVSink(run_dir / "eval.csv", ("eval",), resume_step)]
+        self.tensorboard = None
+        if cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            # purge_step drops events past the checkpoint when a run resumes.
+            self.tensorboard = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
+        self.wandb_run = None
+        if cfg.wandb is not None and cfg.wandb.mode != "disabled":
+            import wandb
+            self.wandb_run = wandb.init(
+                project=cfg.wandb.project, entity=cfg.wandb.entity, group=cfg.wandb.group, tags=cfg.wandb.tags,
+                mode=cfg.wandb.mode, dir=str(run_dir), id=wandb_id, resume="allow", name=run_dir.name,
+                config=run_config,
+                # A multirun's jobs share this process: each job finishes the previous job's run.
+                reinit="finish_previous",
+                settings=wandb.Settings(console="off", quiet=True, x_disable_stats=True))
+            self.wandb_run.define_metric("*", step_metric="global_step")
+        show_bar = sys.stderr.isatty() if cfg.progress_bar == "auto" else bool(cfg.progress_bar)
+        self.progress = tqdm(total=total_steps, initial=start_step, unit="step", unit_scale=True,
+                             dynamic_ncols=True, disable=not show_bar, file=sys.stderr)
+        self.last_train: dict[str, float] = {}
+
+    def log_train(self, step: int, metrics: dict[str, float]) -> None:
+        self._fan_out(step, metrics)
+        self.last_train = metrics
+        self.progress.update(step - self.progress.n)
+        postfix = {"steps/s": f"{metrics.get('time/sps', 0):,.0f}"}
+        ret = metrics.get("train/episodic_return")
+        if ret is not None and not math.isnan(ret):
+            postfix["return"] = f"{ret:.1f}"
+        self.progress.set_postfix(postfix, refresh=False)
+
+    def log_eval(self, step: int, metrics: dict[str, float], total_steps: int) -> None:
+        self._fan_out(step, metrics)
+        train_return = self.last_train.get("train/episodic_return", float("nan"))
+        message = (f"step {step:,}/{total_steps:,} | {self.last_train.get('time/sps', 0):,.0f} steps/s | "
+                   f"train return {train_return:.1f} | eval return {metrics['eval/mean_return']:.1f} "
+                   f"+- {metrics['eval/std_return']:.1f}")
+        if self.progress.disable:
+            log.info(message)
+        else:
+            self.progress.write(message, file=sys.stderr)
+
+    def _fan_out(self, step: int, metrics: dict[str, float]) -> None:
+        for sink in self.csv_sinks:
+            sink.write(step, metrics)
+        if self.tensorboard is not None:
+            for key, value in metrics.items():
+                if value is not None and not math.isnan(value):
+                    self.tensorboard.add_scalar(key, value, step)
+        if self.wandb_run is not None:
+            self.wandb_run.log({"global_step": step, **{k: v for k, v in metrics.items()
+                                                        if v is not None and not math.isnan(v)}})
+
+    def close(self) -> None:
+        self.progress.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+            self.wandb_run = None
+
+
+def new_run_id() -> str:
+    """A W&B-style run id, kept in the checkpoint so that a resumed run continues the same W&B run."""
+    import secrets
+    import string
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))

@@ -1,0 +1,88 @@
+"""Action distributions as stateless families of functions of a parameter tensor.
+
+A policy network outputs one flat tensor of distribution parameters per state; these families turn
+it into samples, log-probabilities, entropies and KL divergences. Keeping parameters as plain tensors
+(rather than torch.distributions objects) lets rollouts store them for an exact KL[pi_old, pi] and
+costs no per-call object construction or argument validation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import torch
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+class DiagGaussian:
+    """Independent Gaussian per action dimension; parameters are [mean, log_std] concatenated."""
+
+    def __init__(self, action_dim: int):
+        self.action_dim = action_dim
+        self.num_params = 2 * action_dim
+
+    def split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return params[..., : self.action_dim], params[..., self.action_dim :]
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        mean, log_std = self.split(params)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        return mean + log_std.exp() * noise
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        return self.split(params)[0]
+
+    def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        mean, log_std = self.split(params)
+        z = (actions - mean) * torch.exp(-log_std)
+        return (-0.5 * z.square() - log_std).sum(-1) - 0.5 * LOG_2PI * self.action_dim
+
+    def entropy(self, params: torch.Tensor) -> torch.Tensor:
+        log_std = self.split(params)[1]
+        return log_std.sum(-1) + 0.5 * (1.0 + LOG_2PI) * self.action_dim
+
+    def kl(self, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """KL[old || new], summed over action dimensions."""
+        mean0, log_std0 = self.split(old)
+        mean1, log_std1 = self.split(new)
+        var_ratio = torch.exp(2 * (log_std0 - log_std1))
+        mean_term = (mean0 - mean1).square() * torch.exp(-2 * log_std1)
+        return 0.5 * (var_ratio + mean_term - 1).sum(-1) + (log_std1 - log_std0).sum(-1)
+
+
+class Categorical:
+    """Softmax over `n` actions; parameters are the logits."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.num_params = n
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        probs = torch.softmax(params, -1).reshape(-1, self.n)
+        return torch.multinomial(probs, 1, generator=generator).reshape(params.shape[:-1])
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        return params.argmax(-1)
+
+    def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        log_probs = torch.log_softmax(params, -1)
+        return log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self, params: torch.Tensor) -> torch.Tensor:
+        log_probs = torch.log_softmax(params, -1)
+        return -(log_probs.exp() * log_probs).sum(-1)
+
+    def kl(self, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        log_p = torch.log_softmax(old, -1)
+        log_q = torch.log_softmax(new, -1)
+        return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def distribution_for(action_space: gym.Space) -> DiagGaussian | Categorical:
+    if isinstance(action_space, gym.spaces.Discrete):
+        return Categorical(int(action_space.n))
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return DiagGaussian(action_space.shape[0])
+    raise ValueError(f"no policy distribution for action space {action_space}")
