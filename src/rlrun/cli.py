@@ -27,7 +27,12 @@ GROUPS = ("algo", "env", "network", "hardware", "logger")
 def task(cfg: DictConfig) -> float:
     from rlrun.run import run  # imported here so that `rlrun --help` stays fast
 
-    return run(cfg)
+    try:
+        return run(cfg)
+    except ConfigError as error:
+        # SystemExit passes through Hydra's job runner (which would print a second line) and stops a
+        # multirun at its first bad job.
+        sys.exit(f"rlrun: error: {error}")
 
 
 def _key(override: str) -> str:
@@ -90,7 +95,8 @@ def main() -> None:
     except (HydraException, OmegaConfBaseException) as error:
         sys.exit(f"rlrun: error: {describe_hydra_error(error)}")
     except KeyboardInterrupt as error:
-        sys.exit(f"rlrun: interrupted; {error}" if str(error) else "rlrun: interrupted")
+        print(f"rlrun: interrupted; {error}" if str(error) else "rlrun: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

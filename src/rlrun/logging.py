@@ -122,23 +122,24 @@ class Logger:
         show_bar = sys.stderr.isatty() if cfg.progress_bar == "auto" else bool(cfg.progress_bar)
         self.progress = tqdm(total=total_steps, initial=start_step, unit="step", unit_scale=True,
                              dynamic_ncols=True, disable=not show_bar, file=sys.stderr)
-        self.last_train: dict[str, float] = {}
+        self.sps = 0.0
+        self.recent_return = math.nan
 
-    def log_train(self, step: int, metrics: dict[str, float]) -> None:
+    def log_train(self, step: int, metrics: dict[str, float], recent_return: float) -> None:
+        """Log one iteration; `recent_return` (mean over the last episodes) is shown, not logged."""
         self._fan_out(step, metrics)
-        self.last_train = metrics
+        self.sps = metrics.get("time/sps", 0.0)
+        self.recent_return = recent_return
         self.progress.update(step - self.progress.n)
-        postfix = {"steps/s": f"{metrics.get('time/sps', 0):,.0f}"}
-        ret = metrics.get("train/episodic_return")
-        if ret is not None and not math.isnan(ret):
-            postfix["return"] = f"{ret:.1f}"
+        postfix = {"steps/s": f"{self.sps:,.0f}"}
+        if not math.isnan(recent_return):
+            postfix["return"] = f"{recent_return:.1f}"
         self.progress.set_postfix(postfix, refresh=False)
 
     def log_eval(self, step: int, metrics: dict[str, float], total_steps: int) -> None:
         self._fan_out(step, metrics)
-        train_return = self.last_train.get("train/episodic_return", float("nan"))
-        message = (f"step {step:,}/{total_steps:,} | {self.last_train.get('time/sps', 0):,.0f} steps/s | "
-                   f"train return {train_return:.1f} | eval return {metrics['eval/mean_return']:.1f} "
+        message = (f"step {step:,}/{total_steps:,} | {self.sps:,.0f} steps/s | "
+                   f"train return {self.recent_return:.1f} | eval return {metrics['eval/mean_return']:.1f} "
                    f"+- {metrics['eval/std_return']:.1f}")
         if self.progress.disable:
             log.info(message)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -210,6 +211,7 @@ def run(cfg: DictConfig) -> float:
     next_ckpt = next_multiple(step, settings.checkpoint.every_steps)
     last_eval: list[float] | None = None
     interrupted = False
+    recent_returns: deque[float] = deque(maxlen=20)  # what the progress bar and log lines show
     wall_start = time.perf_counter()
     train_seconds = 0.0
     try:
@@ -225,12 +227,14 @@ def run(cfg: DictConfig) -> float:
                     raise FloatingPointError(
                         f"{', '.join(bad)} became NaN at step {step}; stopping without overwriting "
                         f"{ckpt_dir / 'last.pt'} (the last good checkpoint)")
+                recent_returns.extend(returns)
                 logger.log_train(step, {
                     "train/episodic_return": float(np.mean(returns)) if returns else math.nan,
                     "train/episodic_length": float(np.mean(lengths)) if lengths else math.nan,
                     **metrics,
                     "time/sps": (step - previous_step) / max(iteration_seconds, 1e-9),
-                    "time/elapsed": runner_state["wall_seconds"] + time.perf_counter() - wall_start})
+                    "time/elapsed": runner_state["wall_seconds"] + time.perf_counter() - wall_start},
+                    recent_return=float(np.mean(recent_returns)) if recent_returns else math.nan)
                 done = step >= settings.total_steps or stop.requested
                 if step >= next_eval or (done and not stop.requested):
                     last_eval = evaluate(algo, eval_env, train_env, settings.eval.episodes,

@@ -32,7 +32,7 @@ class RunningMeanStd:
         self.count = total
 
     def state_dict(self) -> dict:
-        return {"mean": torch.from_numpy(self.mean.copy()), "var": torch.from_numpy(self.var.copy()),
+        return {"mean": torch.from_numpy(np.array(self.mean)), "var": torch.from_numpy(np.array(self.var)),
                 "count": float(self.count)}
 
     def load_state_dict(self, state: dict) -> None:
