@@ -10,7 +10,6 @@ loss, global gradient clipping, linear learning-rate annealing, observation and 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ import torch
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, one_of, rule
 from rlrun.data import RolloutBuffer
 from rlrun.envs import VecEnv
-from rlrun.nets import ActorCritic, MLPConfig
+from rlrun.nets import ActorCritic, MLPConfig, NumpyActorCritic
 from rlrun.nets.flat import clip_grad_norm_, flatten_parameters
 
 
@@ -103,9 +102,10 @@ class PPO:
         self.flat_params = flatten_parameters(self.net)
         self.optimizer = torch.optim.Adam([self.flat_params], lr=cfg.learning_rate, eps=cfg.adam_eps,
                                           fused=True)
-        # Acting runs on the CPU, one small batch per env step; a CUDA learner gets a CPU copy,
-        # refreshed once per update, so no tensor crosses the bus per step.
-        self.acting_net = self.net if device.type == "cpu" else copy.deepcopy(self.net).cpu()
+        # Acting runs one small batch per env step: in numpy, on the CPU, with a copy of the learner's
+        # parameters refreshed after each update (a CUDA learner sends them once per update, not a
+        # tensor per step; torch dispatch on a batch of one would cost more than the arithmetic).
+        self.acting_net = NumpyActorCritic(self.net)
         self.dist = self.net.dist
         self.generator = torch.Generator().manual_seed(seed)
         self.global_step = 0
@@ -125,22 +125,15 @@ class PPO:
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        params = self.acting_net.dist_params(torch.from_numpy(obs))
+        params = torch.from_numpy(self.acting_net.dist_params(obs))
         action = self.dist.mode(params) if deterministic else self.dist.sample(params, self.generator)
         return action.numpy()
 
     @torch.inference_mode()
     def _policy_step(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        obs_t = torch.from_numpy(obs)
-        params = self.acting_net.dist_params(obs_t)
-        action = self.dist.sample(params, self.generator)
-        log_prob = self.dist.log_prob(params, action)
-        value = self.acting_net.value(obs_t)
-        return action.numpy(), log_prob.numpy(), params.numpy(), value.numpy()
-
-    @torch.inference_mode()
-    def _value(self, obs: np.ndarray) -> np.ndarray:
-        return self.acting_net.value(torch.from_numpy(obs)).numpy()
+        params = self.acting_net.dist_params(obs)
+        action, log_prob = self.dist.sample_with_log_prob(torch.from_numpy(params), self.generator)
+        return action.numpy(), log_prob.numpy(), params, self.acting_net.value(obs)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -170,9 +163,9 @@ class PPO:
             buf.next_values[t] = 0.0
             if truncated.any():
                 # Time ran out, the episode did not end: bootstrap from V(final observation).
-                buf.next_values[t, truncated] = self._value(final_obs[truncated])
+                buf.next_values[t, truncated] = self.acting_net.value(final_obs[truncated])
             self.global_step += self.cfg.num_envs
-        buf.finish(self._value(self.next_obs), self.cfg.gamma, self.cfg.gae_lambda)
+        buf.finish(self.acting_net.value(self.next_obs), self.cfg.gamma, self.cfg.gae_lambda)
 
     def update(self) -> dict:
         """K epochs of minibatch Adam on the surrogate objective over the last rollout."""
@@ -216,8 +209,7 @@ class PPO:
             self.kl_beta = adapt_kl_beta(self.kl_beta, kl, cfg.kl_target)
         if cfg.target_kl is not None:
             metrics["train/stopped_early"] = float(stop_early)
-        if self.acting_net is not self.net:
-            self.acting_net.load_state_dict(self.net.state_dict())
+        self.acting_net.refresh()
         return metrics
 
     def loss(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -257,8 +249,7 @@ class PPO:
         self.generator.set_state(state["generator"])
         self.global_step = state["global_step"]
         self.kl_beta = state["kl_beta"]
-        if self.acting_net is not self.net:
-            self.acting_net.load_state_dict(self.net.state_dict())
+        self.acting_net.refresh()
 
 
 def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:

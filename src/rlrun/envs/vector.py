@@ -62,6 +62,11 @@ def spaces_of(cfg: EnvConfig) -> tuple[gym.Space, gym.Space]:
         env.close()
 
 
+def clip(x: np.ndarray, bound: float) -> np.ndarray:
+    """np.clip(x, -bound, bound) without np.clip's Python-level overhead (this runs every step)."""
+    return np.minimum(np.maximum(x, -bound), bound)
+
+
 class VecEnv:
     """`num_envs` copies of one env, stepped together; observations and rewards as the algorithm sees
     them (normalised, float32), episode returns and lengths as the environment paid them (raw)."""
@@ -108,7 +113,7 @@ class VecEnv:
         if self.continuous:
             # The policy's Gaussian is unbounded; the env gets the action clipped to its bounds while
             # the algorithm keeps the sampled one, whose log-probability it stored.
-            actions = np.clip(actions, self.action_space.low, self.action_space.high)
+            actions = np.minimum(np.maximum(actions, self.action_space.low), self.action_space.high)
         obs, reward, terminated, truncated, info = self.envs.step(actions)
         reward = reward.astype(np.float64)
         self.episode_return += reward
@@ -134,7 +139,7 @@ class VecEnv:
         if update:
             self.obs_rms.update(obs)
         normalized = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
-        return np.clip(normalized, -self.cfg.clip_obs, self.cfg.clip_obs).astype(np.float32)
+        return clip(normalized, self.cfg.clip_obs).astype(np.float32)
 
     def scale_reward(self, reward: np.ndarray, ended: np.ndarray) -> np.ndarray:
         """Divide by the running std of the discounted return (not of the reward): the scheme of
@@ -146,7 +151,7 @@ class VecEnv:
             self.return_rms.update(self.discounted_return)
             self.discounted_return[ended] = 0
         scaled = reward / np.sqrt(self.return_rms.var + 1e-8)
-        return np.clip(scaled, -self.cfg.clip_reward, self.cfg.clip_reward).astype(np.float32)
+        return clip(scaled, self.cfg.clip_reward).astype(np.float32)
 
     def pop_episodes(self) -> tuple[list[float], list[int]]:
         """Returns and lengths of the episodes finished since the last call."""

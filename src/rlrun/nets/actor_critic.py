@@ -9,6 +9,7 @@ from torch import nn
 
 from rlrun.nets.distributions import DiagGaussian, distribution_for
 from rlrun.nets.mlp import MLPConfig, mlp
+from rlrun.nets.numpy_mlp import NumpyMLP
 
 
 class ActorCritic(nn.Module):
@@ -32,3 +33,27 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
+
+
+class NumpyActorCritic:
+    """A frozen numpy copy of an ActorCritic for acting (see numpy_mlp); `refresh()` after updates."""
+
+    def __init__(self, net: ActorCritic):
+        self.net = net
+        self.actor = NumpyMLP(net.actor)
+        self.critic = NumpyMLP(net.critic)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.actor.refresh()
+        self.critic.refresh()
+        self.log_std = None if self.net.log_std is None else self.net.log_std.detach().cpu().numpy().copy()
+
+    def dist_params(self, obs: np.ndarray) -> np.ndarray:
+        out = self.actor(obs)
+        if self.log_std is None:
+            return out
+        return np.concatenate([out, np.broadcast_to(self.log_std, out.shape)], -1)
+
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        return self.critic(obs)[..., 0]

@@ -31,6 +31,14 @@ class DiagGaussian:
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         return mean + log_std.exp() * noise
 
+    def sample_with_log_prob(self, params: torch.Tensor, generator: torch.Generator | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A sample and its log-probability; for a fresh sample (a - mean) / std is the noise itself."""
+        mean, log_std = self.split(params)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        log_prob = (-0.5 * noise.square() - log_std).sum(-1) - 0.5 * LOG_2PI * self.action_dim
+        return mean + log_std.exp() * noise, log_prob
+
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         return self.split(params)[0]
 
@@ -62,6 +70,11 @@ class Categorical:
     def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         probs = torch.softmax(params, -1).reshape(-1, self.n)
         return torch.multinomial(probs, 1, generator=generator).reshape(params.shape[:-1])
+
+    def sample_with_log_prob(self, params: torch.Tensor, generator: torch.Generator | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        actions = self.sample(params, generator)
+        return actions, self.log_prob(params, actions)
 
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         return params.argmax(-1)

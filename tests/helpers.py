@@ -1,0 +1,27 @@
+"""Building blocks shared by the tests: configs from conf/, and small PPO instances."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from rlrun.algos.ppo import PPO
+from rlrun.envs import VecEnv, env_config
+from rlrun.nets import network_config
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def load_conf(group: str, name: str, **overrides) -> dict:
+    node = OmegaConf.load(CONF / group / f"{name}.yaml")
+    node.pop("defaults", None)
+    return {**OmegaConf.to_container(node), **overrides}
+
+
+def make_ppo(env_name: str, seed: int = 0, total_steps: int = 10_000, **algo_overrides) -> PPO:
+    algo_cfg = PPO.parse_config({k: v for k, v in load_conf("algo", "ppo", **algo_overrides).items()
+                                 if k != "_target_"})
+    env = VecEnv(env_config(load_conf("env", env_name)), algo_cfg.num_envs, seed, "sync", algo_cfg.gamma)
+    return PPO(algo_cfg, env, network_config(load_conf("network", "mlp")), torch.device("cpu"), seed, total_steps)

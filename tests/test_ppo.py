@@ -1,0 +1,138 @@
+"""PPO's fast update path against a straightforward reference, and its behaviour as a generator."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Categorical, Normal
+
+from helpers import make_ppo
+
+
+def reference_update(algo, net, generator_state, lr: float) -> None:
+    """One PPO update written the plain CleanRL way: per-tensor Adam and clip_grad_norm_,
+    torch.distributions, a fresh index gather per minibatch."""
+    cfg = algo.cfg
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, eps=cfg.adam_eps, foreach=False)
+    generator = torch.Generator()
+    generator.set_state(generator_state)
+    b = algo.buffer.flat_tensors(torch.device("cpu"))
+    batch_size = b["obs"].shape[0]
+    minibatch_size = batch_size // cfg.num_minibatches
+    for _ in range(cfg.update_epochs):
+        order = torch.randperm(batch_size, generator=generator)
+        for start in range(0, batch_size, minibatch_size):
+            idx = order[start : start + minibatch_size]
+            out = net.actor(b["obs"][idx])
+            dist = Normal(out, net.log_std.exp()) if net.log_std is not None else Categorical(logits=out)
+            log_prob = dist.log_prob(b["actions"][idx])
+            entropy = dist.entropy()
+            if net.log_std is not None:
+                log_prob, entropy = log_prob.sum(-1), entropy.sum(-1)
+            ratio = (log_prob - b["log_probs"][idx]).exp()
+            adv = b["advantages"][idx]
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            pg_loss = torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+            value = net.critic(b["obs"][idx]).view(-1)
+            old_value, returns = b["values"][idx], b["returns"][idx]
+            clipped = old_value + torch.clamp(value - old_value, -cfg.clip_coef, cfg.clip_coef)
+            v_loss = 0.5 * torch.max((value - returns) ** 2, (clipped - returns) ** 2).mean()
+            loss = pg_loss - cfg.ent_coef * entropy.mean() + cfg.vf_coef * v_loss
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+
+
+@pytest.mark.parametrize("env_name", ["CartPole", "Pendulum"])
+def test_fast_update_matches_reference_update(env_name):
+    algo = make_ppo(env_name, num_envs=2, num_steps=64, num_minibatches=4, update_epochs=3, ent_coef=0.01)
+    algo.next_obs = algo.env.reset()
+    algo.collect_rollout()
+    reference_net = copy.deepcopy(algo.net)  # a plain module: deepcopy gives each parameter its own storage
+    initial_weight = algo.net.critic[0].weight.detach().clone()
+    generator_state = algo.generator.get_state()
+    lr = algo.cfg.learning_rate * (1 - algo.global_step / algo.total_steps)
+    algo.update()
+    reference_update(algo, reference_net, generator_state, lr)
+    for (name, fast), reference in zip(algo.net.named_parameters(), reference_net.parameters()):
+        torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5, msg=name)
+    assert not torch.equal(algo.net.critic[0].weight, initial_weight)  # the update did move the weights
+
+
+def test_learn_yields_step_count_episodes_and_finite_losses():
+    algo = make_ppo("CartPole", num_envs=2, num_steps=128, num_minibatches=2, update_epochs=2)
+    iterations = algo.learn()
+    first, second = next(iterations), next(iterations)
+    assert (first["global_step"], second["global_step"]) == (256, 512)
+    assert first["episodic_returns"] and all(r > 0 for r in first["episodic_returns"])
+    assert all(np.isfinite(first[k]) for k in ("train/policy_loss", "train/value_loss", "train/entropy"))
+
+
+def test_kl_penalty_objective_adapts_beta_after_each_update():
+    algo = make_ppo("Pendulum", objective="kl_penalty", num_envs=1, num_steps=256, num_minibatches=4,
+                    kl_target=1e-9, kl_beta=1.0)
+    metrics = next(algo.learn())
+    assert metrics["train/kl"] > 1.5e-9 and metrics["train/kl_beta"] == 1.0
+    assert algo.kl_beta == 2.0  # d far above 1.5 d_targ: beta doubles
+
+
+def test_learning_rate_anneals_linearly_to_zero():
+    algo = make_ppo("CartPole", num_envs=1, num_steps=100, num_minibatches=1, update_epochs=1)
+    algo.total_steps = 400
+    rates = [m["train/learning_rate"] for m, _ in zip(algo.learn(), range(4))]
+    lr0 = algo.cfg.learning_rate
+    assert rates == pytest.approx([lr0 * 0.75, lr0 * 0.5, lr0 * 0.25, 0.0])
+
+
+def test_state_dict_round_trip_continues_identically():
+    algo = make_ppo("Pendulum", num_envs=1, num_steps=128, num_minibatches=2, update_epochs=2)
+    iterations = algo.learn()
+    next(iterations)
+    state = copy.deepcopy(algo.state_dict())
+    env_state = copy.deepcopy(algo.env.state_dict())
+    clone = make_ppo("Pendulum", seed=99, num_envs=1, num_steps=128, num_minibatches=2, update_epochs=2)
+    clone.load_state_dict(state)
+    clone.env.load_state_dict(env_state)
+    obs = np.random.default_rng(0).normal(size=(3, 3)).astype(np.float32)
+    np.testing.assert_array_equal(clone.act(obs), algo.act(obs))
+    assert clone.global_step == algo.global_step
+    assert torch.equal(clone.generator.get_state(), algo.generator.get_state())
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
+@pytest.mark.parametrize("env_name", ["CartPole", "HalfCheetah"])
+def test_numpy_acting_copy_computes_the_learner_function(env_name, activation):
+    from rlrun.nets import ActorCritic, NumpyActorCritic, network_config
+    from helpers import load_conf
+    from rlrun.envs import env_config, spaces_of
+
+    observation_space, action_space = spaces_of(env_config(load_conf("env", env_name)))
+    net = ActorCritic(observation_space, action_space, network_config(load_conf("network", "mlp", activation=activation)))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_()  # far from the near-zero init, so every layer matters
+    acting = NumpyActorCritic(net)
+    obs = np.random.default_rng(0).normal(size=(5, observation_space.shape[0])).astype(np.float32)
+    with torch.no_grad():
+        expected_params = net.dist_params(torch.from_numpy(obs)).numpy()
+        expected_values = net.value(torch.from_numpy(obs)).numpy()
+    np.testing.assert_allclose(acting.dist_params(obs), expected_params, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(acting.value(obs), expected_values, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        net.critic[0].bias.add_(1.0)
+    acting.refresh()
+    with torch.no_grad():
+        np.testing.assert_allclose(acting.value(obs), net.value(torch.from_numpy(obs)).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_sample_with_log_prob_agrees_with_log_prob():
+    from rlrun.nets import Categorical, DiagGaussian
+
+    params = torch.randn(7, 6)
+    for dist in (DiagGaussian(3), Categorical(6)):
+        actions, log_prob = dist.sample_with_log_prob(params, torch.Generator().manual_seed(0))
+        torch.testing.assert_close(log_prob, dist.log_prob(params, actions))
