@@ -85,6 +85,8 @@ class CSVSink:
             namespace, _, name = key.partition("/")
             if namespace in self.namespaces:
                 row[name] = "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+        if len(row) == 1:
+            return  # nothing of this file's namespace
         if self.fieldnames is None:
             self.fieldnames = list(row)
             self._rewrite([])
