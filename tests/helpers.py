@@ -26,11 +26,3 @@ def make_ppo(env_name: str, seed: int = 0, total_steps: int = 10_000, **algo_ove
     env = VecEnv(env_config(load_conf("env", env_name)), algo_cfg.num_envs, seed, "sync", algo_cfg.gamma)
     return PPO(algo_cfg, env, network_config(load_conf("network", "mlp")), torch.device("cpu"), seed, total_steps)
 
-
-def run_cli(*overrides: str, cwd: Path, timeout: float = 600) -> "subprocess.CompletedProcess[str]":
-    """Run the real `rlrun` entry point in a subprocess with the same interpreter."""
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "rlrun.cli", *overrides], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 
-from helpers import run_cli
-
 TIMING_COLUMNS = {"sps", "elapsed"}
 
 
@@ -14,25 +12,25 @@ def metrics_without_timing(path):
         return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(f)]
 
 
-def test_same_seed_gives_identical_metrics(tmp_path):
+def test_same_seed_gives_identical_metrics(rlrun, tmp_path):
     runs = []
     for name in ("a", "b"):
         run_dir = tmp_path / name
-        result = run_cli("env=Pendulum", "seed=7", "total_steps=4096", "eval.every_steps=2048", "eval.episodes=2",
-                         "logger=csv", "hardware=cpu", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-2000:]
+        result = rlrun("env=Pendulum", "seed=7", "total_steps=4096", "eval.every_steps=2048", "eval.episodes=2",
+                       "logger=csv", "hardware=cpu", cwd=tmp_path, run_dir=run_dir)
+        assert result.returncode == 0, result.describe()
         runs.append(run_dir)
     first, second = (metrics_without_timing(run / "metrics.csv") for run in runs)
     assert len(first) == 2 and first == second
     assert (runs[0] / "eval.csv").read_text() == (runs[1] / "eval.csv").read_text()
 
 
-def test_different_seeds_give_different_metrics(tmp_path):
+def test_different_seeds_give_different_metrics(rlrun, tmp_path):
     rows = []
     for seed in (1, 2):
         run_dir = tmp_path / f"s{seed}"
-        result = run_cli("env=Pendulum", f"seed={seed}", "total_steps=2048", "eval.episodes=1", "logger=csv",
-                         "hardware=cpu", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-2000:]
+        result = rlrun("env=Pendulum", f"seed={seed}", "total_steps=2048", "eval.episodes=1", "logger=csv",
+                       "hardware=cpu", cwd=tmp_path, run_dir=run_dir)
+        assert result.returncode == 0, result.describe()
         rows.append(metrics_without_timing(run_dir / "metrics.csv"))
     assert rows[0] != rows[1]

@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-from helpers import run_cli
-
 pytestmark = pytest.mark.slow
 
 
@@ -15,11 +13,11 @@ pytestmark = pytest.mark.slow
     ("ppo", "CartPole", 100_000, 475.0),
     ("ppo", "Pendulum", 100_000, -300.0),
 ])
-def test_ppo_reaches_the_bar(tmp_path, algo, env, total_steps, threshold):
+def test_ppo_reaches_the_bar(rlrun, tmp_path, algo, env, total_steps, threshold):
     run_dir = tmp_path / "run"
-    result = run_cli(f"algo={algo}", f"env={env}", "seed=0", f"total_steps={total_steps}", "logger=csv",
-                     "hardware=cpu", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = rlrun(f"algo={algo}", f"env={env}", "seed=0", f"total_steps={total_steps}", "logger=csv",
+                   "hardware=cpu", cwd=tmp_path, run_dir=run_dir, timeout=600)
+    assert result.returncode == 0, result.describe()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["total_steps"] >= total_steps
     assert summary["final_eval_mean_return"] >= threshold, summary

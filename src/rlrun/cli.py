@@ -86,7 +86,7 @@ def describe_hydra_error(error: Exception) -> str:
 
 def main() -> None:
     # Let composition errors reach us as exceptions instead of Hydra's multi-line report.
-    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         sys.argv = [sys.argv[0], *expand_resume(sys.argv[1:])]
         task()

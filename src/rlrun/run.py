@@ -137,8 +137,10 @@ def package_versions() -> dict[str, str]:
 
 
 def write_json(path: Path, data: dict) -> None:
+    """Strict JSON (NaN and infinities, e.g. no evaluation yet, become null), written atomically."""
+    strict = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in data.items()}
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.write_text(json.dumps(strict, indent=2, allow_nan=False) + "\n")
     tmp.replace(path)
 
 
