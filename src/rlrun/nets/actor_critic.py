@@ -53,7 +53,10 @@ class NumpyActorCritic:
         out = self.actor(obs)
         if self.log_std is None:
             return out
-        return np.concatenate([out, np.broadcast_to(self.log_std, out.shape)], -1)
+        params = np.empty(out.shape[:-1] + (2 * out.shape[-1],), out.dtype)
+        params[..., : out.shape[-1]] = out
+        params[..., out.shape[-1] :] = self.log_std
+        return params
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         return self.critic(obs)[..., 0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 LOG_2PI = math.log(2 * math.pi)
@@ -31,13 +32,13 @@ class DiagGaussian:
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         return mean + log_std.exp() * noise
 
-    def sample_with_log_prob(self, params: torch.Tensor, generator: torch.Generator | None = None
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A sample and its log-probability; for a fresh sample (a - mean) / std is the noise itself."""
-        mean, log_std = self.split(params)
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
-        log_prob = (-0.5 * noise.square() - log_std).sum(-1) - 0.5 * LOG_2PI * self.action_dim
-        return mean + log_std.exp() * noise, log_prob
+    def act(self, params: np.ndarray, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A sample and its log-probability, in numpy, for acting (noise from the torch generator, so
+        one RNG state covers the run). For a fresh sample, (a - mean) / std is the noise itself."""
+        mean, log_std = params[..., : self.action_dim], params[..., self.action_dim :]
+        noise = torch.randn(mean.shape, generator=generator).numpy()
+        log_prob = (-0.5 * np.square(noise) - log_std).sum(-1) - 0.5 * LOG_2PI * self.action_dim
+        return mean + np.exp(log_std) * noise, log_prob.astype(np.float32)
 
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         return self.split(params)[0]
@@ -71,10 +72,15 @@ class Categorical:
         probs = torch.softmax(params, -1).reshape(-1, self.n)
         return torch.multinomial(probs, 1, generator=generator).reshape(params.shape[:-1])
 
-    def sample_with_log_prob(self, params: torch.Tensor, generator: torch.Generator | None = None
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
-        actions = self.sample(params, generator)
-        return actions, self.log_prob(params, actions)
+    def act(self, params: np.ndarray, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A sample and its log-probability, in numpy, for acting: inverse-CDF sampling with a uniform
+        draw from the torch generator."""
+        log_probs = params - params.max(-1, keepdims=True)
+        log_probs = log_probs - np.log(np.exp(log_probs).sum(-1, keepdims=True))
+        uniform = torch.rand(params.shape[:-1], generator=generator, dtype=torch.float64).numpy()
+        cdf = np.cumsum(np.exp(log_probs), -1)
+        actions = np.minimum((cdf < uniform[..., None] * cdf[..., -1:]).sum(-1), self.n - 1)
+        return actions, np.take_along_axis(log_probs, actions[..., None], -1)[..., 0].astype(np.float32)
 
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         return params.argmax(-1)
