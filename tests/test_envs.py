@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from helpers import CONF, load_conf
+
 from rlrun.envs import VecEnv, env_config
 
 ENV_NAMES = sorted(p.stem for p in (CONF / "env").glob("*.yaml"))

@@ -139,7 +139,7 @@ def test_flat_parameter_update_equals_per_tensor_clip_and_adam():
     flat = flatten_parameters(fast)
     reference_opt = torch.optim.Adam(reference.parameters(), lr=1e-2, eps=1e-5, foreach=False)
     fast_opt = torch.optim.Adam([flat], lr=1e-2, eps=1e-5, fused=True)
-    for step in range(5):
+    for _ in range(5):
         x = torch.randn(16, 5)
         reference_opt.zero_grad()
         (reference(x).square().sum() * 10).backward()
@@ -149,5 +149,5 @@ def test_flat_parameter_update_equals_per_tensor_clip_and_adam():
         (fast(x).square().sum() * 10).backward()
         clip_grad_norm_(flat, 0.5)
         fast_opt.step()
-    for p, q in zip(reference.parameters(), fast.parameters()):
+    for p, q in zip(reference.parameters(), fast.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

@@ -7,9 +7,8 @@ import copy
 import numpy as np
 import pytest
 import torch
-from torch.distributions import Categorical, Normal
-
 from helpers import make_ppo
+from torch.distributions import Categorical, Normal
 
 
 def reference_update(algo, net, generator_state, lr: float) -> None:
@@ -58,7 +57,7 @@ def test_fast_update_matches_reference_update(env_name):
     lr = algo.cfg.learning_rate * (1 - algo.global_step / algo.total_steps)
     algo.update()
     reference_update(algo, reference_net, generator_state, lr)
-    for (name, fast), reference in zip(algo.net.named_parameters(), reference_net.parameters()):
+    for (name, fast), reference in zip(algo.net.named_parameters(), reference_net.parameters(), strict=True):
         torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5, msg=name)
     assert not torch.equal(algo.net.critic[0].weight, initial_weight)  # the update did move the weights
 
@@ -106,9 +105,10 @@ def test_state_dict_round_trip_continues_identically():
 @pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
 @pytest.mark.parametrize("env_name", ["CartPole", "HalfCheetah"])
 def test_numpy_acting_copy_computes_the_learner_function(env_name, activation):
-    from rlrun.nets import ActorCritic, NumpyActorCritic, network_config
     from helpers import load_conf
+
     from rlrun.envs import env_config, spaces_of
+    from rlrun.nets import ActorCritic, NumpyActorCritic, network_config
 
     observation_space, action_space = spaces_of(env_config(load_conf("env", env_name)))
     net = ActorCritic(observation_space, action_space, network_config(load_conf("network", "mlp", activation=activation)))

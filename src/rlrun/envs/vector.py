@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from rlrun.config import POSITIVE, ConfigError, from_config, one_of, rule
+from rlrun.config import POSITIVE, ConfigError, from_config, rule
 from rlrun.envs.normalize import RunningMeanStd
 
 

@@ -4,4 +4,5 @@ from rlrun.nets.actor_critic import ActorCritic, NumpyActorCritic
 from rlrun.nets.distributions import Categorical, DiagGaussian, distribution_for
 from rlrun.nets.mlp import MLPConfig, mlp, network_config
 
-__all__ = ["ActorCritic", "NumpyActorCritic", "Categorical", "DiagGaussian", "MLPConfig", "distribution_for", "mlp", "network_config"]
+__all__ = ["ActorCritic", "Categorical", "DiagGaussian", "MLPConfig", "NumpyActorCritic", "distribution_for", "mlp",
+           "network_config"]
