@@ -1,4 +1,4 @@
-"""Training speed of rlrun PPO against Stable-Baselines3 PPO on MuJoCo HalfCheetah-v5.
+"""Training speed of rlrun against Stable-Baselines3 (PPO here; more in bench_onpolicy/bench_offpolicy).
 
 Both libraries train the same agent (one env, 2048-step rollouts, 10 epochs of 64-sample minibatches,
 separate 64x64 tanh actor and critic, observation and reward normalisation, the hyperparameters in
@@ -10,7 +10,8 @@ construction excluded, on both sides); steps/s = environment steps / that time.
 Printed: steps/s of every round, the median of each library, their ratio (rlrun / SB3), and the mean
 training episodic return of each library's final round, to show that both learn comparably.
 
-    .venv/bin/python scripts/bench_speed.py [--steps 20480] [--rounds 3] [--threads 1] [--seed 0] [--json PATH]
+    .venv/bin/python scripts/bench_speed.py [--algos ppo,...] [--steps 20480] [--rounds 3] [--threads 1]
+                                            [--seed 0] [--json PATH]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -29,8 +31,11 @@ from stable_baselines3 import PPO as SB3PPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+from bench_offpolicy import BENCHMARKS as OFFPOLICY
+from bench_onpolicy import BENCHMARKS as ONPOLICY
 from rlrun.algos.ppo import PPO
 from rlrun.envs import VecEnv, env_config
+from rlrun.hardware import Hardware
 from rlrun.nets import network_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -59,7 +64,8 @@ def rlrun_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
     env_cfg = env_config(load("env", "HalfCheetah", {"id": ENV_ID, **NORMALIZE}))
     net_cfg = network_config(load("network", "mlp", NETWORK))
     env = VecEnv(env_cfg, algo_cfg.num_envs, seed, "sync", algo_cfg.gamma)
-    algo = PPO(algo_cfg, env, net_cfg, torch.device("cpu"), seed, total_steps=budget)
+    algo = PPO(algo_cfg, env, net_cfg, Hardware(torch.device("cpu"), torch.get_num_threads(), "sync", 1), seed,
+               total_steps=budget)
     returns: list[float] = []
     start = time.perf_counter()
     for metrics in algo.learn():
@@ -99,8 +105,20 @@ def sb3_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
     return model.num_timesteps, seconds, returns
 
 
+Round = Callable[[int, int], tuple[int, float, list[float]]]  # (budget, seed) -> (steps, seconds, returns)
+
+# name -> (rlrun round, baseline round or None, baseline's name). Other families register theirs in
+# bench_onpolicy.py and bench_offpolicy.py beside this file.
+BENCHMARKS: dict[str, tuple[Round, Round | None, str]] = {
+    "ppo": (rlrun_round, sb3_round, "SB3"),
+    **ONPOLICY,
+    **OFFPOLICY,
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algos", default="ppo", help=f"comma-separated, from: {', '.join(BENCHMARKS)}")
     parser.add_argument("--steps", type=int, default=20480, help="environment steps per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per library")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both sides)")
@@ -108,35 +126,41 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    unknown = [a for a in args.algos.split(",") if a not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown --algos {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
 
-    runners = {"rlrun": rlrun_round, "sb3": sb3_round}
-    results: dict[str, list[dict]] = {name: [] for name in runners}
-    for r in range(args.rounds):
-        for name, run_round in runners.items():
-            steps, seconds, returns = run_round(args.steps, args.seed)
-            results[name].append({"steps": steps, "seconds": seconds, "steps_per_second": steps / seconds,
-                                  "episodic_returns": returns})
-            print(f"round {r + 1}/{args.rounds}  {name:5s}  {steps:,} steps in {seconds:6.1f} s  "
-                  f"{steps / seconds:7,.0f} steps/s", flush=True)
-
-    labels = {"rlrun": "rlrun PPO", "sb3": "SB3 PPO"}
-    medians = {name: statistics.median(r["steps_per_second"] for r in rounds) for name, rounds in results.items()}
-    final_returns = {name: float(np.mean(rounds[-1]["episodic_returns"])) if rounds[-1]["episodic_returns"]
-                     else float("nan") for name, rounds in results.items()}
-    ratio = medians["rlrun"] / medians["sb3"]
-    print(f"\n{ENV_ID}, {args.steps:,} steps/round, {args.rounds} rounds each, {args.threads} torch thread(s), "
-          f"seed {args.seed}")
-    for name in runners:
-        per_round = ", ".join(f"{r['steps_per_second']:,.0f}" for r in results[name])
-        print(f"  {labels[name]:10s} median {medians[name]:7,.0f} steps/s   (rounds: {per_round})   "
-              f"final-round mean training return {final_returns[name]:8.1f}")
-    print(f"  ratio      {ratio:.2f}x  (rlrun / SB3)")
+    report = {}
+    for algo in args.algos.split(","):
+        rlrun_fn, baseline_fn, baseline_name = BENCHMARKS[algo]
+        runners = {"rlrun": rlrun_fn, **({baseline_name: baseline_fn} if baseline_fn else {})}
+        results: dict[str, list[dict]] = {name: [] for name in runners}
+        for r in range(args.rounds):
+            for name, run_round in runners.items():
+                steps, seconds, returns = run_round(args.steps, args.seed)
+                results[name].append({"steps": steps, "seconds": seconds, "steps_per_second": steps / seconds,
+                                      "episodic_returns": returns})
+                print(f"{algo}  round {r + 1}/{args.rounds}  {name:5s}  {steps:,} steps in {seconds:6.1f} s  "
+                      f"{steps / seconds:7,.0f} steps/s", flush=True)
+        medians = {name: statistics.median(r["steps_per_second"] for r in rounds) for name, rounds in results.items()}
+        final_returns = {name: float(np.mean(rounds[-1]["episodic_returns"])) if rounds[-1]["episodic_returns"]
+                         else float("nan") for name, rounds in results.items()}
+        print(f"\n{algo}: {args.steps:,} steps/round, {args.rounds} rounds each, {args.threads} torch thread(s), "
+              f"seed {args.seed}")
+        for name in runners:
+            per_round = ", ".join(f"{r['steps_per_second']:,.0f}" for r in results[name])
+            print(f"  {name + ' ' + algo:12s} median {medians[name]:7,.0f} steps/s   (rounds: {per_round})   "
+                  f"final-round mean training return {final_returns[name]:8.1f}")
+        ratio = medians["rlrun"] / medians[baseline_name] if baseline_fn else None
+        if ratio is not None:
+            print(f"  ratio        {ratio:.2f}x  (rlrun / {baseline_name})\n")
+        report[algo] = {"results": results, "median_steps_per_second": medians,
+                        "final_round_mean_return": final_returns, "ratio": ratio}
 
     if args.json:
-        args.json.write_text(json.dumps({
-            "env": ENV_ID, "steps_per_round": args.steps, "rounds": args.rounds, "threads": args.threads,
-            "seed": args.seed, "hparams": HPARAMS, "results": results, "median_steps_per_second": medians,
-            "final_round_mean_return": final_returns, "ratio": ratio}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"steps_per_round": args.steps, "rounds": args.rounds,
+                                         "threads": args.threads, "seed": args.seed, "benchmarks": report},
+                                        indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ from omegaconf import OmegaConf
 
 from rlrun.algos.ppo import PPO
 from rlrun.envs import VecEnv, env_config
+from rlrun.hardware import Hardware
 from rlrun.nets import network_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+CPU = Hardware(device=torch.device("cpu"), torch_threads=1, vector_backend="sync", workers=1)
 
 
 def load_conf(group: str, name: str, **overrides) -> dict:
@@ -24,5 +26,5 @@ def make_ppo(env_name: str, seed: int = 0, total_steps: int = 10_000, **algo_ove
     algo_cfg = PPO.parse_config({k: v for k, v in load_conf("algo", "ppo", **algo_overrides).items()
                                  if k != "_target_"})
     env = VecEnv(env_config(load_conf("env", env_name)), algo_cfg.num_envs, seed, "sync", algo_cfg.gamma)
-    return PPO(algo_cfg, env, network_config(load_conf("network", "mlp")), torch.device("cpu"), seed, total_steps)
+    return PPO(algo_cfg, env, network_config(load_conf("network", "mlp")), CPU, seed, total_steps)
 

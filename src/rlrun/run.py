@@ -50,6 +50,7 @@ class EvalConfig:
 @dataclass
 class CheckpointConfig:
     every_steps: int = rule(NON_NEGATIVE)
+    replay: bool
 
 
 @dataclass
@@ -189,7 +190,7 @@ def run(cfg: DictConfig) -> float:
     # A resumed run starts fresh episodes: seed them by the step so they differ from the first start.
     train_env = VecEnv(env_cfg, num_envs, settings.seed + start_step, hw.vector_backend, gamma)
     eval_env = VecEnv(env_cfg, 1, settings.seed + settings.eval.seed_offset, "sync", gamma, training=False)
-    algo = algo_cls(algo_cfg, train_env, net_cfg, hw.device, settings.seed, settings.total_steps)
+    algo = algo_cls(algo_cfg, train_env, net_cfg, hw, settings.seed, settings.total_steps)
     if resumed:
         train_env.load_state_dict(resumed["env"])
         algo.load_state_dict(resumed["algo"])
@@ -201,8 +202,12 @@ def run(cfg: DictConfig) -> float:
     ckpt_dir = run_dir / "checkpoints"
 
     def save(name: str, step: int) -> None:
+        algo_state = algo.state_dict()
+        if not settings.checkpoint.replay:
+            # An off-policy algorithm's replay buffer (key "replay") is large: kept only when asked for.
+            algo_state.pop("replay", None)
         checkpoint.save({"algo_name": algo_name, "env_name": env_name, "env_id": env_cfg.id, "global_step": step,
-                         "algo": algo.state_dict(), "env": train_env.state_dict(), "runner": dict(runner_state),
+                         "algo": algo_state, "env": train_env.state_dict(), "runner": dict(runner_state),
                          "config": run_config}, ckpt_dir / name)
 
     def next_multiple(step: int, every: int) -> float:

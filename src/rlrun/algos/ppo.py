@@ -19,6 +19,7 @@ import torch
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, one_of, rule
 from rlrun.data import RolloutBuffer
 from rlrun.envs import VecEnv
+from rlrun.hardware import Hardware
 from rlrun.nets import ActorCritic, MLPConfig, NumpyActorCritic
 from rlrun.nets.flat import clip_grad_norm_, flatten_parameters
 
@@ -89,13 +90,13 @@ class PPO:
 
     action_spaces = ("discrete", "continuous")
 
-    def __init__(self, cfg: PPOConfig, env: VecEnv, network: MLPConfig, device: torch.device, seed: int,
+    def __init__(self, cfg: PPOConfig, env: VecEnv, network: MLPConfig, hardware: Hardware, seed: int,
                  total_steps: int):
         if env.num_envs != cfg.num_envs:
             raise ValueError(f"env has {env.num_envs} copies, algo.num_envs is {cfg.num_envs}")
         self.cfg = cfg
         self.env = env
-        self.device = device
+        self.device = device = hardware.device
         self.total_steps = total_steps
         torch.manual_seed(seed)
         self.net = ActorCritic(env.observation_space, env.action_space, network).to(device)
