@@ -31,6 +31,7 @@ from stable_baselines3 import PPO as SB3PPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+from bench_dqn import BENCHMARKS as DQN
 from bench_offpolicy import BENCHMARKS as OFFPOLICY
 from bench_onpolicy import BENCHMARKS as ONPOLICY
 from rlrun.algos.ppo import PPO
@@ -113,6 +114,7 @@ BENCHMARKS: dict[str, tuple[Round, Round | None, str]] = {
     "ppo": (rlrun_round, sb3_round, "SB3"),
     **ONPOLICY,
     **OFFPOLICY,
+    **DQN,
 }
 
 

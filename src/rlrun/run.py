@@ -75,6 +75,8 @@ def algo_target(name: str) -> str:
     node = OmegaConf.load(ALGO_DIR / f"{name}.yaml")
     if "_target_" in node:
         return node["_target_"]
+    if "_target_" in node.get("algo", {}):  # a `# @package _global_` file: the algorithm is under algo:
+        return node["algo"]["_target_"]
     parents = [entry for entry in node.get("defaults", []) if isinstance(entry, str) and entry != "_self_"]
     return algo_target(parents[0])
 

@@ -1,0 +1,106 @@
+"""The loop that DQN, DDPG, TD3 and SAC share: act, store in replay, learn from replayed minibatches.
+
+An algorithm subclasses `OffPolicy` and supplies what its paper specifies: `explore` (the behaviour
+policy: epsilon-greedy, action noise, a stochastic actor), `act` (the evaluation policy) and
+`train_step` (one gradient step on a replayed minibatch), plus its networks in `state_dict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlrun.data import ReplayBuffer
+from rlrun.envs import VecEnv
+from rlrun.hardware import Hardware
+
+
+class OffPolicy:
+    """Subclasses set `self.cfg` with: num_envs, buffer_size, learning_starts (env steps of uniform random
+    actions before the behaviour policy takes over, and transitions stored before learning starts),
+    batch_size, train_frequency (env steps per vector env, between learning phases), gradient_steps
+    (per learning phase) and steps_per_iteration (env steps between yielded metrics)."""
+
+    def __init__(self, cfg, env: VecEnv, hardware: Hardware, seed: int, total_steps: int):
+        self.cfg = cfg
+        self.env = env
+        self.device = hardware.device
+        self.total_steps = total_steps
+        torch.manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.replay = ReplayBuffer(cfg.buffer_size, env.observation_space, env.action_space)
+        self.global_step = 0
+        self.gradient_updates = 0
+
+    # --- what an algorithm supplies -----------------------------------------------------------------
+
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """Actions of the behaviour policy for a batch of observations."""
+        raise NotImplementedError
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions of the evaluation policy."""
+        raise NotImplementedError
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One gradient step on a replayed minibatch; returns its metrics as 0-d tensors (no host sync)."""
+        raise NotImplementedError
+
+    # --- the loop -------------------------------------------------------------------------------------
+
+    def random_actions(self) -> np.ndarray:
+        """Uniform actions from the run's generator (so a resumed or repeated run draws the same ones)."""
+        space, n = self.env.action_space, self.env.num_envs
+        if isinstance(space, gym.spaces.Discrete):
+            return torch.randint(int(space.n), (n,), generator=self.generator).numpy()
+        uniform = torch.rand((n, *space.shape), generator=self.generator).numpy()
+        return (space.low + (space.high - space.low) * uniform).astype(np.float32)
+
+    def learn(self) -> Iterator[dict]:
+        cfg = self.cfg
+        n = self.env.num_envs
+        obs = self.env.reset()
+        while True:
+            sums: dict[str, torch.Tensor] = {}
+            updates = 0
+            for _ in range(max(1, cfg.steps_per_iteration // n)):
+                actions = self.random_actions() if self.global_step < cfg.learning_starts else self.explore(obs)
+                next_obs, reward, terminated, truncated, final_obs = self.env.step(actions)
+                true_next = next_obs
+                if final_obs is not None:
+                    ended = (terminated | truncated).reshape((n,) + (1,) * (obs.ndim - 1))
+                    true_next = np.where(ended, final_obs, next_obs)
+                self.replay.add(obs, actions, reward, true_next, terminated)
+                obs = next_obs
+                self.global_step += n
+                # Learning waits for learning_starts stored transitions, which also covers a run resumed
+                # without its replay buffer: it refills before it trains again.
+                if self.replay.size >= cfg.learning_starts and (self.global_step // n) % cfg.train_frequency == 0:
+                    for _ in range(cfg.gradient_steps):
+                        metrics = self.train_step(self.replay.sample(cfg.batch_size, self.generator, self.device))
+                        for key, value in metrics.items():
+                            sums[key] = sums[key] + value if key in sums else value.detach().clone()
+                        updates += 1
+                        self.gradient_updates += 1
+            returns, lengths = self.env.pop_episodes()
+            yield {"global_step": self.global_step, "episodic_returns": returns, "episodic_lengths": lengths,
+                   **{key: (value / updates).item() for key, value in sums.items()},
+                   "train/gradient_updates": float(self.gradient_updates)}
+
+    # --- checkpointing --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """The loop's state; subclasses add their networks and optimisers. The runner keeps "replay"
+        only with checkpoint.replay=true."""
+        return {"global_step": self.global_step, "gradient_updates": self.gradient_updates,
+                "generator": self.generator.get_state(), "replay": self.replay.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.global_step = state["global_step"]
+        self.gradient_updates = state["gradient_updates"]
+        self.generator.set_state(state["generator"])
+        if "replay" in state:
+            self.replay.load_state_dict(state["replay"])

@@ -1,0 +1,64 @@
+"""Replay memory for off-policy algorithms: a ring of preallocated numpy arrays."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+
+class ReplayBuffer:
+    """Transitions (s, a, r, s', terminated) from N envs, the oldest overwritten once `capacity` is full.
+
+    s' is the observation that truly followed s: for a step that ended an episode, the episode's last
+    observation (not the first one of the next episode, which the vector env returns in its place).
+    Only termination is stored: a transition cut by a time limit is bootstrapped like any other, since
+    the state it reached still has a future (Pardo et al. 2018, "Time Limits in RL").
+    """
+
+    def __init__(self, capacity: int, observation_space: gym.Space, action_space: gym.Space):
+        self.capacity = capacity
+        obs_shape, obs_dtype = observation_space.shape, observation_space.dtype
+        if np.issubdtype(obs_dtype, np.floating):
+            obs_dtype = np.float32  # what the networks take; the env's float64 would double the memory
+        self.obs = np.zeros((capacity, *obs_shape), obs_dtype)
+        self.next_obs = np.zeros((capacity, *obs_shape), obs_dtype)
+        discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.actions = np.zeros((capacity, *action_space.shape), np.int64 if discrete else np.float32)
+        self.rewards = np.zeros(capacity, np.float32)
+        self.terminated = np.zeros(capacity, np.float32)
+        self.pos = 0
+        self.size = 0
+
+    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
+            terminated: np.ndarray) -> None:
+        """Store one transition per env (arrays with the env index first)."""
+        n = len(obs)
+        index = (self.pos + np.arange(n)) % self.capacity
+        self.obs[index] = obs
+        self.actions[index] = actions
+        self.rewards[index] = rewards
+        self.next_obs[index] = next_obs
+        self.terminated[index] = terminated
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int, generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+        """A uniform sample with replacement, as tensors on `device`."""
+        index = torch.randint(self.size, (batch_size,), generator=generator).numpy()
+        return {name: torch.from_numpy(getattr(self, name)[index]).to(device)
+                for name in ("obs", "actions", "rewards", "next_obs", "terminated")}
+
+    def state_dict(self) -> dict:
+        """The filled part only, as tensors sharing the arrays' memory (no copy until written)."""
+        arrays = {name: torch.from_numpy(getattr(self, name)[: self.size])
+                  for name in ("obs", "actions", "rewards", "next_obs", "terminated")}
+        return {**arrays, "pos": self.pos, "size": self.size}
+
+    def load_state_dict(self, state: dict) -> None:
+        size = state["size"]
+        if size > self.capacity:
+            raise ValueError(f"checkpoint replay holds {size} transitions, more than buffer_size={self.capacity}")
+        for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
+            getattr(self, name)[:size] = state[name].numpy()
+        self.pos, self.size = state["pos"] % self.capacity, size
