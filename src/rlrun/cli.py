@@ -29,9 +29,9 @@ def task(cfg: DictConfig) -> float:
 
     try:
         return run(cfg)
-    except ConfigError as error:
-        # SystemExit passes through Hydra's job runner (which would print a second line) and stops a
-        # multirun at its first bad job.
+    except (ConfigError, FloatingPointError) as error:
+        # Bad input, or a loss gone NaN (the last good checkpoint is kept). SystemExit passes through
+        # Hydra's job runner (which would print a second report) and stops a multirun.
         sys.exit(f"rlrun: error: {error}")
 
 
