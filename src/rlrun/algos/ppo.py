@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rlrun.algos.onpolicy import collect_rollout, make_buffer
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, one_of, rule
-from rlrun.data import RolloutBuffer
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
 from rlrun.nets import ActorCritic, MLPConfig, NumpyActorCritic
@@ -111,11 +111,7 @@ class PPO:
         self.generator = torch.Generator().manual_seed(seed)
         self.global_step = 0
         self.kl_beta = cfg.kl_beta
-        obs_shape = env.observation_space.shape
-        action_shape = env.action_space.shape
-        action_dtype = np.float32 if env.continuous else np.int64
-        self.buffer = RolloutBuffer(cfg.num_steps, cfg.num_envs, obs_shape, action_shape, action_dtype,
-                                    self.dist.num_params)
+        self.buffer = make_buffer(env, cfg.num_steps, cfg.num_envs, self.net)
         self.next_obs: np.ndarray | None = None
 
     @classmethod
@@ -130,11 +126,6 @@ class PPO:
         action = self.dist.mode(params) if deterministic else self.dist.sample(params, self.generator)
         return action.numpy()
 
-    def _policy_step(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        params = self.acting_net.dist_params(obs)
-        action, log_prob = self.dist.act(params, self.generator)
-        return action, log_prob, params, self.acting_net.value(obs)
-
     # --- the loop -------------------------------------------------------------------------------
 
     def learn(self) -> Iterator[dict]:
@@ -147,25 +138,10 @@ class PPO:
                    **metrics}
 
     def collect_rollout(self) -> None:
-        """Run the policy for num_steps in each env, storing what the update needs."""
-        buf = self.buffer
-        for t in range(self.cfg.num_steps):
-            action, log_prob, params, value = self._policy_step(self.next_obs)
-            buf.obs[t] = self.next_obs
-            buf.actions[t] = action
-            buf.log_probs[t] = log_prob
-            buf.dist_params[t] = params
-            buf.values[t] = value
-            self.next_obs, reward, terminated, truncated, final_obs = self.env.step(action)
-            buf.rewards[t] = reward
-            buf.terminated[t] = terminated
-            buf.ended[t] = terminated | truncated
-            buf.next_values[t] = 0.0
-            if truncated.any():
-                # Time ran out, the episode did not end: bootstrap from V(final observation).
-                buf.next_values[t, truncated] = self.acting_net.value(final_obs[truncated])
-            self.global_step += self.cfg.num_envs
-        buf.finish(self.acting_net.value(self.next_obs), self.cfg.gamma, self.cfg.gae_lambda)
+        """Run the policy for num_steps in each env, then compute GAE advantages."""
+        self.next_obs = collect_rollout(self.env, self.buffer, self.acting_net, self.generator, self.next_obs)
+        self.global_step += self.cfg.num_steps * self.cfg.num_envs
+        self.buffer.finish(self.acting_net.value(self.next_obs), self.cfg.gamma, self.cfg.gae_lambda)
 
     def update(self) -> dict:
         """K epochs of minibatch Adam on the surrogate objective over the last rollout."""

@@ -1,6 +1,6 @@
-"""Experience storage: on-policy rollouts with GAE, off-policy replay."""
+"""Experience storage: on-policy rollouts with GAE and n-step returns, replay buffer."""
 
 from rlrun.data.replay import ReplayBuffer
-from rlrun.data.rollout import RolloutBuffer, compute_gae
+from rlrun.data.rollout import RolloutBuffer, compute_gae, discounted_returns, nstep_returns
 
-__all__ = ["ReplayBuffer", "RolloutBuffer", "compute_gae"]
+__all__ = ["ReplayBuffer", "RolloutBuffer", "compute_gae", "discounted_returns", "nstep_returns"]

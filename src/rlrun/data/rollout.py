@@ -29,6 +29,36 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray
     return advantages
 
 
+
+def nstep_returns(rewards: np.ndarray, next_values: np.ndarray, terminated: np.ndarray, ended: np.ndarray,
+                  gamma: float) -> np.ndarray:
+    """n-step returns of Mnih et al. 2016 (Algorithm S3) for arrays shaped (T, N), next_values as in
+    `compute_gae`. Each step's return sums the rewards up to the end of the rollout or of its episode
+    and bootstraps from V there: from V(s_T) after the last step, from V(last observation) after a
+    truncation, from nothing after a termination:
+
+        R_t = r_t + gamma * (1 - terminated_t) * (next_values_t if ended_t else R_{t+1}),  R_T = V(s_T)
+
+    (It equals GAE with lambda = 1 plus V(s_t); written out because A2C/A3C read this way.)
+    """
+    returns = np.zeros_like(rewards)
+    following = next_values[-1]  # R_T := V(s_T), the value of the state after the rollout
+    for t in reversed(range(len(rewards))):
+        bootstrap = np.where(ended[t] > 0, next_values[t], following)
+        following = rewards[t] + gamma * (1.0 - terminated[t]) * bootstrap
+        returns[t] = following
+    return returns
+
+
+def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """Reward-to-go of one whole episode: G_t = sum_{k >= t} gamma^(k - t) r_k, for every t."""
+    returns = np.zeros(len(rewards), np.float64)
+    running = 0.0
+    for t in reversed(range(len(rewards))):
+        running = rewards[t] + gamma * running
+        returns[t] = running
+    return returns
+
 class RolloutBuffer:
     """T steps of N envs, preallocated as numpy arrays (writes cost no tensor dispatch); handed to
     the learner as torch tensors, once per update."""
@@ -49,13 +79,23 @@ class RolloutBuffer:
         self.advantages = np.zeros(shape, np.float32)
         self.returns = np.zeros(shape, np.float32)
 
-    def finish(self, last_values: np.ndarray, gamma: float, lam: float) -> None:
-        """Fill in next_values for steps whose episode went on, then advantages and returns."""
+    def bootstrap(self, last_values: np.ndarray) -> None:
+        """Fill in next_values for steps whose episode went on: V(s_{t+1}), and V(s_T) for the last."""
         following = np.concatenate([self.values[1:], last_values[None]], 0)
         self.next_values = np.where(self.ended > 0, self.next_values, following)
+
+    def finish(self, last_values: np.ndarray, gamma: float, lam: float) -> None:
+        """Fill in next_values for steps whose episode went on, then advantages and returns."""
+        self.bootstrap(last_values)
         self.advantages = compute_gae(self.rewards, self.values, self.next_values, self.terminated,
                                       self.ended, gamma, lam)
         self.returns = self.advantages + self.values
+
+    def finish_nstep(self, last_values: np.ndarray, gamma: float) -> None:
+        """Like `finish`, with n-step returns and advantages R_t - V(s_t) (A2C/A3C) instead of GAE."""
+        self.bootstrap(last_values)
+        self.returns = nstep_returns(self.rewards, self.next_values, self.terminated, self.ended, gamma)
+        self.advantages = self.returns - self.values
 
     def flat_tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
         """Every stored array with (T, N) merged into one batch axis, as tensors on `device`."""

@@ -1,0 +1,153 @@
+"""Advantage Actor-Critic, synchronous (A2C): the synchronous variant of Mnih et al. 2016's A3C.
+
+Algorithm S3 of the paper, with its N asynchronous actor-learners replaced by N envs stepped
+together: each iteration runs the policy for t_max steps in every env, computes the n-step returns
+R_t bootstrapped from V(s_{t_max}), and takes one gradient step on
+
+    L = -log pi(a_t|s_t) (R_t - V(s_t)) - beta H(pi(.|s_t)) + c_v 1/2 (R_t - V(s_t))^2
+
+(the policy gradient with advantage A_t = R_t - V(s_t) held constant, the entropy bonus of section
+4, and the value regression), averaged over the N * t_max samples, with RMSProp (the paper's
+optimiser) or Adam. The settings of OpenAI baselines / Stable-Baselines3 are the defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rlrun.algos.onpolicy import act, build_actor_critic, collect_rollout, dist_params_and_value, make_buffer
+from rlrun.algos.ppo import explained_variance
+from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, one_of, rule
+from rlrun.envs import VecEnv
+from rlrun.hardware import Hardware
+from rlrun.nets import ActorCritic, MLPConfig, NumpyActorCritic
+from rlrun.nets.flat import clip_grad_norm_, flatten_parameters
+
+
+@dataclass
+class A2CConfig:
+    num_envs: int = rule(POSITIVE)
+    num_steps: int = rule(POSITIVE)
+    learning_rate: float = rule(POSITIVE)
+    anneal_lr: bool
+    optimizer: str = rule(one_of("rmsprop", "adam"))
+    rmsprop_alpha: float = rule(UNIT_INTERVAL)
+    optimizer_eps: float = rule(POSITIVE)
+    gamma: float = rule(UNIT_INTERVAL)
+    gae_lambda: float = rule(UNIT_INTERVAL)
+    norm_adv: bool
+    ent_coef: float = rule(NON_NEGATIVE)
+    vf_coef: float = rule(NON_NEGATIVE)
+    max_grad_norm: float = rule(POSITIVE)
+    shared_torso: bool
+    log_interval: int = rule(POSITIVE)
+
+
+def make_optimizer(name: str, flat: torch.nn.Parameter, lr: float, alpha: float, eps: float) -> torch.optim.Optimizer:
+    """RMSProp as in the paper (g = alpha g + (1 - alpha) grad^2; theta -= lr grad / sqrt(g + eps)), or Adam."""
+    if name == "rmsprop":
+        return torch.optim.RMSprop([flat], lr=lr, alpha=alpha, eps=eps)
+    return torch.optim.Adam([flat], lr=lr, eps=eps, fused=flat.device.type in ("cpu", "cuda"))
+
+
+def actor_critic_loss(net: ActorCritic, batch: dict[str, torch.Tensor], ent_coef: float, vf_coef: float,
+                      norm_adv: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of Algorithm S3 over a batch, and, detached, [policy loss, value loss, entropy]."""
+    params, values = dist_params_and_value(net, batch["obs"])
+    log_probs = net.dist.log_prob(params, batch["actions"])
+    # A_t = R_t - V(s_t) of the rollout's (old) critic: a constant of the policy gradient.
+    advantages = batch["advantages"]
+    if norm_adv:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    policy_loss = -(advantages * log_probs).mean()
+    value_loss = 0.5 * (batch["returns"] - values).square().mean()
+    entropy = net.dist.entropy(params).mean()
+    loss = policy_loss - ent_coef * entropy + vf_coef * value_loss
+    return loss, torch.stack([policy_loss, value_loss, entropy]).detach()
+
+
+class A2C:
+    """A2C as a generator: each iteration is one rollout of N x t_max steps and one gradient step."""
+
+    action_spaces = ("discrete", "continuous")
+
+    def __init__(self, cfg: A2CConfig, env: VecEnv, network: MLPConfig, hardware: Hardware, seed: int,
+                 total_steps: int):
+        if env.num_envs != cfg.num_envs:
+            raise ValueError(f"env has {env.num_envs} copies, algo.num_envs is {cfg.num_envs}")
+        self.cfg = cfg
+        self.env = env
+        self.device = hardware.device
+        self.total_steps = total_steps
+        torch.manual_seed(seed)
+        self.net = build_actor_critic(env, network, cfg.shared_torso).to(self.device)
+        self.flat_params = flatten_parameters(self.net)
+        self.optimizer = make_optimizer(cfg.optimizer, self.flat_params, cfg.learning_rate, cfg.rmsprop_alpha,
+                                        cfg.optimizer_eps)
+        self.acting_net = NumpyActorCritic(self.net)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.buffer = make_buffer(env, cfg.num_steps, cfg.num_envs, self.net)
+        self.global_step = 0
+        self.next_obs: np.ndarray | None = None
+
+    @classmethod
+    def parse_config(cls, cfg) -> A2CConfig:
+        return from_config(A2CConfig, cfg, "algo")
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        return act(self.acting_net, obs, deterministic, self.generator)
+
+    def learn(self) -> Iterator[dict]:
+        self.next_obs = self.env.reset()
+        while True:
+            # One yield per log_interval updates (SB3's log_interval): an update is only N * t_max steps,
+            # and the runner's bookkeeping per yield would otherwise cost more than the update.
+            sums = torch.zeros(4, device=self.device)
+            for _ in range(self.cfg.log_interval):
+                self.next_obs = collect_rollout(self.env, self.buffer, self.acting_net, self.generator,
+                                                self.next_obs)
+                self.global_step += self.cfg.num_envs * self.cfg.num_steps
+                sums += self.update()
+            policy_loss, value_loss, entropy, grad_norm = (sums / self.cfg.log_interval).tolist()
+            returns, lengths = self.env.pop_episodes()
+            yield {"global_step": self.global_step, "episodic_returns": returns, "episodic_lengths": lengths,
+                   "train/policy_loss": policy_loss, "train/value_loss": value_loss, "train/entropy": entropy,
+                   "train/grad_norm": grad_norm, "train/learning_rate": self.optimizer.param_groups[0]["lr"],
+                   "train/explained_variance": explained_variance(self.buffer.values, self.buffer.returns)}
+
+    def update(self) -> torch.Tensor:
+        """One gradient step on the last rollout; returns, detached, [policy loss, value loss, entropy,
+        gradient norm before clipping]."""
+        cfg = self.cfg
+        last_values = self.acting_net.value(self.next_obs)
+        if cfg.gae_lambda == 1.0:
+            # The paper's n-step returns: R = r_t + gamma R, from R = V(s_{t_max}) backwards.
+            self.buffer.finish_nstep(last_values, cfg.gamma)
+        else:
+            # GAE(lambda) advantages (Schulman et al. 2016), an option of OpenAI baselines and SB3.
+            self.buffer.finish(last_values, cfg.gamma, cfg.gae_lambda)
+        if cfg.anneal_lr:
+            self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(1 - self.global_step / self.total_steps, 0)
+        loss, stats = actor_critic_loss(self.net, self.buffer.flat_tensors(self.device), cfg.ent_coef, cfg.vf_coef,
+                                        cfg.norm_adv)
+        self.flat_params.grad.zero_()
+        loss.backward()
+        grad_norm = clip_grad_norm_(self.flat_params, cfg.max_grad_norm)
+        self.optimizer.step()
+        self.acting_net.refresh()
+        return torch.cat([stats, grad_norm.detach()[None]])
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(), "global_step": self.global_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.global_step = state["global_step"]
+        self.acting_net.refresh()
