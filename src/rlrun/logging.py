@@ -75,7 +75,7 @@ class CSVSink:
 
     def _rewrite(self, rows: list[dict]) -> None:
         with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, self.fieldnames)
+            writer = csv.DictWriter(f, self.fieldnames, restval="")
             writer.writeheader()
             writer.writerows(rows)
 
@@ -90,8 +90,15 @@ class CSVSink:
         if self.fieldnames is None:
             self.fieldnames = list(row)
             self._rewrite([])
+        elif not row.keys() <= set(self.fieldnames):
+            # A metric that appears later (an off-policy loss once learning starts): widen the header
+            # and rewrite the rows so far, once, with the new column empty.
+            with open(self.path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            self.fieldnames = self.fieldnames + [key for key in row if key not in self.fieldnames]
+            self._rewrite(rows)
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, self.fieldnames, restval="", extrasaction="ignore").writerow(row)
+            csv.DictWriter(f, self.fieldnames, restval="").writerow(row)
 
 
 class Logger:

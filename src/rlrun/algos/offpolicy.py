@@ -46,7 +46,9 @@ class OffPolicy:
         raise NotImplementedError
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One gradient step on a replayed minibatch; returns its metrics as 0-d tensors (no host sync)."""
+        """One gradient step on a replayed minibatch; returns its metrics as 0-d tensors (no host sync).
+        A metric may be left out of a step that does not compute it; each is averaged over the steps
+        that report it."""
         raise NotImplementedError
 
     # --- the loop -------------------------------------------------------------------------------------
@@ -64,8 +66,9 @@ class OffPolicy:
         n = self.env.num_envs
         obs = self.env.reset()
         while True:
+            # Per-key sums and counts: some metrics come from only some updates (TD3's delayed actor).
             sums: dict[str, torch.Tensor] = {}
-            updates = 0
+            counts: dict[str, int] = {}
             for _ in range(max(1, cfg.steps_per_iteration // n)):
                 actions = self.random_actions() if self.global_step < cfg.learning_starts else self.explore(obs)
                 next_obs, reward, terminated, truncated, final_obs = self.env.step(actions)
@@ -83,11 +86,11 @@ class OffPolicy:
                         metrics = self.train_step(self.replay.sample(cfg.batch_size, self.generator, self.device))
                         for key, value in metrics.items():
                             sums[key] = sums[key] + value if key in sums else value.detach().clone()
-                        updates += 1
+                            counts[key] = counts.get(key, 0) + 1
                         self.gradient_updates += 1
             returns, lengths = self.env.pop_episodes()
             yield {"global_step": self.global_step, "episodic_returns": returns, "episodic_lengths": lengths,
-                   **{key: (value / updates).item() for key, value in sums.items()},
+                   **{key: (value / counts[key]).item() for key, value in sums.items()},
                    "train/gradient_updates": float(self.gradient_updates)}
 
     # --- checkpointing --------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from rlrun.config import POSITIVE, ConfigError, from_config, rule
+from rlrun.config import POSITIVE, ConfigError, from_config, one_of, rule
 from rlrun.envs.normalize import RunningMeanStd
 
 
@@ -32,6 +32,8 @@ class EnvConfig:
     normalize_reward: bool
     clip_obs: float = rule(POSITIVE)
     clip_reward: float = rule(POSITIVE)
+    # A named wrapper stack around the gymnasium env; a default, so env configs without the key stay valid.
+    wrappers: str | None = field(default=None, metadata={"rule": one_of("atari")})
 
 
 def env_config(cfg: Any) -> EnvConfig:
@@ -44,13 +46,18 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
         # In a vector-env worker process: Ctrl-C is the main process's to handle (it stops the run at
         # an iteration boundary and writes a checkpoint); a worker dying of it would break the run.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if cfg.wrappers == "atari":
+        from rlrun.envs import atari  # imports ale-py only for Atari configs
+
+        atari.register()
     try:
-        return gym.make(cfg.id, max_episode_steps=cfg.max_episode_steps, render_mode=render_mode,
-                        **cfg.kwargs)
+        env = gym.make(cfg.id, max_episode_steps=cfg.max_episode_steps, render_mode=render_mode,
+                       **cfg.kwargs)
     except gym.error.Error as error:
         raise ConfigError(f"env.id {cfg.id!r} cannot be made: {error}") from None
     except TypeError as error:
         raise ConfigError(f"env.kwargs {cfg.kwargs} do not fit {cfg.id}: {error}") from None
+    return atari.wrap(env) if cfg.wrappers == "atari" else env
 
 
 def spaces_of(cfg: EnvConfig) -> tuple[gym.Space, gym.Space]:

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlrun.config import ConfigError
 from rlrun.nets.distributions import DiagGaussian, distribution_for
 from rlrun.nets.mlp import MLPConfig, mlp
 from rlrun.nets.numpy_mlp import NumpyMLP
@@ -15,6 +16,10 @@ from rlrun.nets.numpy_mlp import NumpyMLP
 class ActorCritic(nn.Module):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, cfg: MLPConfig):
         super().__init__()
+        if not isinstance(cfg, MLPConfig) or cfg.batch_norm:
+            # The acting copy (NumpyActorCritic) computes plain Linear/activation stacks.
+            raise ConfigError("the on-policy actor-critics take network=mlp without batch_norm; "
+                              "use network=mlp network.batch_norm=false")
         obs_dim = int(np.prod(observation_space.shape))
         self.dist = distribution_for(action_space)
         gaussian = isinstance(self.dist, DiagGaussian)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from rlrun.config import ConfigError, from_config, one_of, rule
+from rlrun.nets.cnn import CNNConfig
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -18,10 +19,24 @@ class MLPConfig:
     activation: str = rule(one_of(*ACTIVATIONS))
     ortho_init: bool
     log_std_init: float
+    # DDPG's batch normalisation (Lillicrap et al. 2015): on the input and every hidden layer. Off by
+    # default; the numpy acting copies of the on-policy algorithms do not support it.
+    batch_norm: bool = False
 
 
-def network_config(cfg) -> MLPConfig:
-    net = from_config(MLPConfig, cfg, "network")
+NETWORK_TYPES = ("mlp", "cnn")
+
+
+def network_config(cfg) -> MLPConfig | CNNConfig:
+    """The network group checked: an MLPConfig, or a CNNConfig for `type: cnn` (the `type` key picks
+    the dataclass; a config without it is an MLP, as before the key existed)."""
+    fields = {key: value for key, value in cfg.items() if key != "type"}
+    kind = cfg.get("type", "mlp")
+    if kind == "cnn":
+        return from_config(CNNConfig, fields, "network")
+    if kind != "mlp":
+        raise ConfigError(f"network.type must be one of {', '.join(NETWORK_TYPES)} (got {kind!r})")
+    net = from_config(MLPConfig, fields, "network")
     if not net.hidden_sizes or min(net.hidden_sizes) <= 0:
         raise ConfigError(f"network.hidden_sizes must be a non-empty list of positive ints (got {net.hidden_sizes})")
     return net
@@ -38,10 +53,14 @@ def linear(in_dim: int, out_dim: int, gain: float, ortho_init: bool) -> nn.Linea
 
 
 def mlp(in_dim: int, cfg: MLPConfig, out_dim: int, out_gain: float) -> nn.Sequential:
-    """in_dim -> hidden_sizes (with activation) -> out_dim (linear)."""
-    layers: list[nn.Module] = []
+    """in_dim -> hidden_sizes (with activation) -> out_dim (linear); with cfg.batch_norm, batch
+    normalisation of the input and of each hidden layer before its activation (Ioffe & Szegedy 2015)."""
+    layers: list[nn.Module] = [nn.BatchNorm1d(in_dim)] if cfg.batch_norm else []
     sizes = [in_dim, *cfg.hidden_sizes]
     for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [linear(a, b, math.sqrt(2), cfg.ortho_init), ACTIVATIONS[cfg.activation]()]
+        layers.append(linear(a, b, math.sqrt(2), cfg.ortho_init))
+        if cfg.batch_norm:
+            layers.append(nn.BatchNorm1d(b))
+        layers.append(ACTIVATIONS[cfg.activation]())
     layers.append(linear(sizes[-1], out_dim, out_gain, cfg.ortho_init))
     return nn.Sequential(*layers)

@@ -1,0 +1,177 @@
+"""Soft Actor-Critic with a learned temperature (Haarnoja et al. 2018, "Soft Actor-Critic Algorithms
+and Applications", arXiv:1812.05905; equation numbers are that paper's).
+
+Maximum-entropy RL: maximise E[sum_t r_t + alpha H(pi(.|s_t))]. Algorithm 1 of the paper, per
+gradient step on a replayed minibatch:
+    soft Q targets:  y = r + gamma (min_{i=1,2} Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(.|s')
+                     (eq. 3 for the soft value; the minimum of two target critics, section 5)
+    critics:         J_Q(theta_i) = E[1/2 (Q_i(s, a) - y)^2]                               (eq. 5)
+    actor:           J_pi(phi) = E[alpha log pi(a~|s) - min_i Q_i(s, a~)], a~ = f_phi(eps; s) (eq. 7-9)
+    temperature:     J(alpha) = E[-alpha log pi(a~|s) - alpha H_target]                    (eq. 18)
+    targets:         theta'_i <- tau theta_i + (1 - tau) theta'_i
+The policy is a Gaussian squashed by tanh, its log-density corrected for the squashing (appendix C,
+in rlrun.nets.continuous.squashed_gaussian_sample). The first `learning_starts` steps act uniformly
+at random; afterwards the behaviour policy is the stochastic policy itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rlrun.algos.ddpg import check_env, frozen, noise_generator, online_tensors, soft_update, target_network
+from rlrun.algos.offpolicy import OffPolicy
+from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, rule
+from rlrun.envs import VecEnv
+from rlrun.hardware import Hardware
+from rlrun.nets.continuous import SquashedGaussianActor, TwinQ, acting
+from rlrun.nets.flat import flatten_parameters
+from rlrun.nets.mlp import MLPConfig
+
+
+@dataclass
+class SACConfig:
+    num_envs: int = rule(POSITIVE)
+    buffer_size: int = rule(POSITIVE)
+    learning_starts: int = rule(NON_NEGATIVE)
+    batch_size: int = rule(POSITIVE)
+    train_frequency: int = rule(POSITIVE)
+    gradient_steps: int = rule(POSITIVE)
+    steps_per_iteration: int = rule(POSITIVE)
+    gamma: float = rule(UNIT_INTERVAL)
+    tau: float = rule(UNIT_INTERVAL)
+    actor_lr: float = rule(POSITIVE)
+    critic_lr: float = rule(POSITIVE)
+    alpha: float = rule(POSITIVE)
+    autotune: bool
+    alpha_lr: float = rule(POSITIVE)
+    target_entropy: float | None
+    target_update_interval: int = rule(POSITIVE)
+
+
+def soft_q_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q1: torch.Tensor, next_q2: torch.Tensor,
+                  next_log_prob: torch.Tensor, alpha: torch.Tensor, gamma: float) -> torch.Tensor:
+    """y = r + gamma (1 - terminated) (min(Q'_1, Q'_2)(s', a') - alpha log pi(a'|s')), a' ~ pi(.|s')."""
+    return rewards + gamma * (1.0 - terminated) * (torch.minimum(next_q1, next_q2) - alpha * next_log_prob)
+
+
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """eq. 18: J(alpha) = E[-alpha (log pi(a|s) + H_target)], with alpha = exp(log_alpha) (a log
+    parameter keeps alpha positive). Its gradient lowers alpha when the policy's entropy -log pi is
+    above the target and raises it when below."""
+    return -(log_alpha.exp() * (log_prob.detach() + target_entropy)).mean()
+
+
+class SAC(OffPolicy):
+    """SAC as a generator of metrics (the loop is OffPolicy.learn)."""
+
+    action_spaces = ("continuous",)
+
+    def __init__(self, cfg: SACConfig, env: VecEnv, network: MLPConfig, hardware: Hardware, seed: int,
+                 total_steps: int):
+        obs_dim = check_env(env, cfg)
+        super().__init__(cfg, env, hardware, seed, total_steps)
+        space, device = env.action_space, self.device
+        self.actor = SquashedGaussianActor(obs_dim, space, network).to(device)
+        self.critic = TwinQ(obs_dim, space.shape[0], network).to(device)
+        # The paper keeps no target policy: the next action is drawn from the current one.
+        self.critic_target, self.targets = target_network(self.critic)
+        self.actor_flat = flatten_parameters(self.actor)
+        self.critic_flat = flatten_parameters(self.critic)
+        self.sources = online_tensors(self.critic, self.critic_flat)
+        self.critic_params = list(self.critic.parameters())
+        self.actor_optimizer = torch.optim.Adam([self.actor_flat], lr=cfg.actor_lr, fused=True)
+        self.critic_optimizer = torch.optim.Adam([self.critic_flat], lr=cfg.critic_lr, fused=True)
+        # Section 5: the target entropy is -dim(A) by default.
+        self.target_entropy = -float(space.shape[0]) if cfg.target_entropy is None else cfg.target_entropy
+        self.log_alpha = torch.tensor(math.log(cfg.alpha), device=device, requires_grad=cfg.autotune)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr) if cfg.autotune else None
+        self.update_generator = noise_generator(self.generator, device, seed)
+
+    @classmethod
+    def parse_config(cls, cfg) -> SACConfig:
+        return from_config(SACConfig, cfg, "algo")
+
+    # --- acting -------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        obs_t = torch.as_tensor(obs, device=self.device)
+        with acting(self.actor):
+            if deterministic:
+                return self.actor.mode(obs_t).cpu().numpy()
+            mean, log_std = self.actor.dist_params(obs_t)
+        # Drawn from the run's CPU generator, so that acting never touches the update's generator.
+        noise = torch.randn(mean.shape, generator=self.generator).to(self.device)
+        u = mean + log_std.exp() * noise
+        return (self.actor.center + self.actor.half_range * torch.tanh(u)).cpu().numpy()
+
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """The behaviour policy is the stochastic policy itself (its entropy is the exploration)."""
+        return self.act(obs, deterministic=False)
+
+    # --- learning -----------------------------------------------------------------------------------
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        obs, actions, next_obs = batch["obs"], batch["actions"], batch["next_obs"]
+        alpha = self.log_alpha.detach().exp()
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor.sample(next_obs, self.update_generator)
+            y = soft_q_target(batch["rewards"], batch["terminated"], *self.critic_target(next_obs, next_action),
+                              next_log_prob, alpha, cfg.gamma)
+        q1, q2 = self.critic(obs, actions)
+        # eq. 5 for each critic, summed: one backward gives each critic its own loss's gradient.
+        critic_loss = 0.5 * ((q1 - y).square().mean() + (q2 - y).square().mean())
+        self.critic_flat.grad.zero_()
+        critic_loss.backward()
+        self.critic_optimizer.step()
+
+        # eq. 9 with the reparameterised action (eq. 8): the gradient reaches phi through a~ and
+        # log pi; the critics' weights are constants here.
+        action, log_prob = self.actor.sample(obs, self.update_generator)
+        with frozen(self.critic_params):
+            actor_loss = (alpha * log_prob - torch.minimum(*self.critic(obs, action))).mean()
+            self.actor_flat.grad.zero_()
+            actor_loss.backward()
+        self.actor_optimizer.step()
+
+        metrics = {"train/critic_loss": critic_loss.detach(), "train/actor_loss": actor_loss.detach(),
+                   "train/q": q1.detach().mean(), "train/alpha": alpha, "train/entropy": -log_prob.detach().mean()}
+        if self.alpha_optimizer is not None:
+            # eq. 18, on the log-probabilities of the actions just drawn (before the actor's step).
+            alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+            self.alpha_optimizer.zero_grad(set_to_none=False)
+            alpha_loss.backward()
+            self.alpha_optimizer.step()
+            metrics["train/alpha_loss"] = alpha_loss.detach()
+
+        if self.gradient_updates % cfg.target_update_interval == 0:
+            soft_update(self.targets, self.sources, cfg.tau)
+        return metrics
+
+    # --- checkpointing ------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        state = {**super().state_dict(), "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                 "critic_target": self.critic_target.state_dict(), "actor_optimizer": self.actor_optimizer.state_dict(),
+                 "critic_optimizer": self.critic_optimizer.state_dict(), "log_alpha": self.log_alpha.detach().clone()}
+        if self.alpha_optimizer is not None:
+            state["alpha_optimizer"] = self.alpha_optimizer.state_dict()
+        if self.update_generator is not self.generator:
+            state["update_generator"] = self.update_generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        for name in ("actor", "critic", "critic_target", "actor_optimizer", "critic_optimizer"):
+            getattr(self, name).load_state_dict(state[name])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        if self.alpha_optimizer is not None:
+            self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        if "update_generator" in state:
+            self.update_generator.set_state(state["update_generator"])

@@ -1,0 +1,51 @@
+"""The convolutional torso of the Nature DQN (Mnih et al. 2015, "Methods: Model architecture").
+
+Input: a stack of 4 grayscale 84x84 frames as uint8 (what the replay stores, 4x smaller than float32),
+scaled to [0, 1] here, on the learner's device. Then 32 filters 8x8 stride 4, 64 filters 4x4 stride
+2, 64 filters 3x3 stride 1, each followed by a ReLU, and a fully connected layer of 512 ReLUs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rlrun.config import POSITIVE, rule
+
+
+@dataclass
+class CNNConfig:
+    features_dim: int = rule(POSITIVE)
+    ortho_init: bool
+
+
+class NatureCNN(nn.Module):
+    def __init__(self, observation_shape: tuple[int, ...], cfg: CNNConfig):
+        super().__init__()
+        if len(observation_shape) != 3:
+            raise ValueError(f"network=cnn needs image observations (channels, height, width); got shape "
+                             f"{observation_shape}: use network=mlp for vector observations")
+        channels = observation_shape[0]
+        self.convs = nn.Sequential(
+            nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat_dim = self.convs(torch.zeros(1, *observation_shape)).shape[1]  # 64 x 7 x 7 for 84x84
+        self.fc = nn.Sequential(nn.Linear(flat_dim, cfg.features_dim), nn.ReLU())
+        self.features_dim = cfg.features_dim
+        if cfg.ortho_init:
+            # As in OpenAI baselines' nature_cnn: orthogonal, gain sqrt(2) for ReLU layers, zero biases.
+            for layer in self.modules():
+                if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                    nn.init.orthogonal_(layer.weight, math.sqrt(2))
+                    nn.init.zeros_(layer.bias)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        # uint8 pixels from the replay, or float32 in [0, 255] from the env: the same scaling for both.
+        return self.fc(self.convs(obs.float() / 255.0))

@@ -1,0 +1,157 @@
+"""Networks of the off-policy actor-critics for continuous actions: DDPG, TD3 and SAC.
+
+- `QCritic`: Q(s, a), an MLP on the state and action concatenated (the TD3 paper's architecture,
+  which later DDPG implementations share; Lillicrap et al. fed the action in at the second layer).
+- `TwinQ`: two independent critics Q1, Q2 (TD3's clipped double Q, SAC's two soft Q-functions).
+- `DeterministicActor`: mu(s) = center + half_range * tanh(MLP(s)), always inside the action bounds.
+- `SquashedGaussianActor`: u ~ N(mean(s), std(s)^2), a = center + half_range * tanh(u), with the
+  log-density of a by the change of variables (Haarnoja et al. 2018, appendix C, eq. 21).
+
+Actions are in the env's own units everywhere (replay, critic input), so the bounds live in the actors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from rlrun.nets.mlp import MLPConfig, mlp
+
+LOG_2PI = math.log(2 * math.pi)
+LOG_2 = math.log(2.0)
+
+
+def action_bounds(space: gym.Space) -> tuple[np.ndarray, np.ndarray]:
+    """(center, half_range) of a bounded Box action space, float32."""
+    if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+        raise ValueError(f"continuous-action networks need a 1-d Box action space (got {space})")
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        raise ValueError(f"tanh-bounded actors need finite action bounds (got low={space.low}, high={space.high})")
+    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+    return ((high + low) / 2).astype(np.float32), ((high - low) / 2).astype(np.float32)
+
+
+def has_batch_norm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def batch_norm_stats(module: nn.Module) -> list[torch.Tensor]:
+    """The running means and variances of `module`'s batch-norm layers (what a target network copies)."""
+    return [stat for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for stat in (m.running_mean, m.running_var)]
+
+
+@contextmanager
+def acting(module: nn.Module) -> Iterator[None]:
+    """Evaluation mode while acting: batch norm then uses its running statistics (a batch of one env
+    has no batch statistics). A no-op for networks without batch norm."""
+    if not has_batch_norm(module) or not module.training:
+        yield
+        return
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train()
+
+
+class QCritic(nn.Module):
+    """Q(s, a) -> one value per row."""
+
+    def __init__(self, obs_dim: int, action_dim: int, cfg: MLPConfig):
+        super().__init__()
+        # With batch_norm, DDPG normalises "the state input and all layers of the Q network prior to
+        # the action input" (Lillicrap et al. 2015, section 7): with the action at the input, that is
+        # the state input alone.
+        self.obs_norm = nn.BatchNorm1d(obs_dim) if cfg.batch_norm else None
+        self.net = mlp(obs_dim + action_dim, replace(cfg, batch_norm=False), 1, out_gain=1.0)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        if self.obs_norm is not None:
+            obs = self.obs_norm(obs)
+        return self.net(torch.cat([obs, action], -1)).squeeze(-1)
+
+
+class TwinQ(nn.Module):
+    """Two critics with their own parameters, on the same input."""
+
+    def __init__(self, obs_dim: int, action_dim: int, cfg: MLPConfig):
+        super().__init__()
+        self.q1 = QCritic(obs_dim, action_dim, cfg)
+        self.q2 = QCritic(obs_dim, action_dim, cfg)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.q1(obs, action), self.q2(obs, action)
+
+
+class DeterministicActor(nn.Module):
+    """mu(s) inside the action bounds: tanh of the MLP's output, scaled and shifted."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space, cfg: MLPConfig):
+        super().__init__()
+        center, half_range = action_bounds(action_space)
+        self.net = mlp(obs_dim, cfg, len(center), out_gain=1.0)
+        # Not learned and not checkpointed (they come from the env): buffers only to follow .to(device).
+        self.register_buffer("center", torch.from_numpy(center), persistent=False)
+        self.register_buffer("half_range", torch.from_numpy(half_range), persistent=False)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.center + self.half_range * torch.tanh(self.net(obs))
+
+
+def squashed_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor, center: torch.Tensor,
+                             half_range: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A reparameterised sample a = center + half_range * tanh(mean + std * noise) (SAC eq. 11) and
+    its log-density log pi(a|s), summed over action dimensions.
+
+    Change of variables for u -> tanh(u) -> center + half_range * tanh(u) (SAC appendix C, eq. 21):
+        log pi(a|s) = log N(u; mean, std) - sum_i log(1 - tanh(u_i)^2) - sum_i log(half_range_i)
+    with log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), which stays finite where tanh(u) rounds
+    to +-1 (the form `log(1 - tanh(u)^2 + 1e-6)` of some implementations biases it there).
+    """
+    u = mean + log_std.exp() * noise
+    # (u - mean) / std is the noise itself: no division.
+    gaussian = (-0.5 * noise.square() - log_std).sum(-1) - 0.5 * LOG_2PI * mean.shape[-1]
+    log_det = (2 * (LOG_2 - u - F.softplus(-2 * u)) + torch.log(half_range)).sum(-1)
+    return center + half_range * torch.tanh(u), gaussian - log_det
+
+
+class SquashedGaussianActor(nn.Module):
+    """pi(a|s): a state-dependent diagonal Gaussian, squashed by tanh into the action bounds."""
+
+    # log std clipped to [-20, 2], as in the authors' softlearning and SB3: wide enough not to bind
+    # in practice, narrow enough to keep exp(log_std) finite early in training.
+    LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+    def __init__(self, obs_dim: int, action_space: gym.Space, cfg: MLPConfig):
+        super().__init__()
+        center, half_range = action_bounds(action_space)
+        self.action_dim = len(center)
+        # One output layer of 2 * action_dim units is the mean head and the log-std head side by side
+        # (the same function as two heads on the shared torso, one matrix product instead of two).
+        self.net = mlp(obs_dim, cfg, 2 * self.action_dim, out_gain=1.0)
+        self.register_buffer("center", torch.from_numpy(center), persistent=False)
+        self.register_buffer("half_range", torch.from_numpy(half_range), persistent=False)
+
+    def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs).split(self.action_dim, -1)
+        return mean, log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action (gradients flow to the parameters through it) and its log-density."""
+        mean, log_std = self.dist_params(obs)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        return squashed_gaussian_sample(mean, log_std, noise, self.center, self.half_range)
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic action used for evaluation: the squashed mean."""
+        return self.center + self.half_range * torch.tanh(self.dist_params(obs)[0])

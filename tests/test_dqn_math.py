@@ -1,0 +1,203 @@
+"""DQN, Double DQN and Dueling DQN: the mathematics against values worked by hand."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from helpers import CPU, load_conf
+
+from rlrun.algos.dqn import DQN, linear_schedule, q_loss, td_target
+from rlrun.config import ConfigError
+from rlrun.envs import VecEnv, env_config
+from rlrun.nets import NumpyQ, QNetwork, dueling_combine, network_config
+
+
+def make_dqn(seed: int = 0, total_steps: int = 10_000, env_overrides: dict | None = None, **algo_overrides) -> DQN:
+    algo = load_conf("algo", "dqn")["algo"]
+    algo.pop("_target_")
+    cfg = DQN.parse_config({**algo, "learning_starts": 100, "steps_per_iteration": 100, **algo_overrides})
+    env_cfg = {**load_conf("env", "CartPole"), **(env_overrides or {})}
+    env = VecEnv(env_config(env_cfg), cfg.num_envs, seed, "sync", cfg.gamma)
+    network = network_config(load_conf("network", "mlp", hidden_sizes=[16, 16], activation="relu"))
+    return DQN(cfg, env, network, CPU, seed, total_steps)
+
+
+# --- targets ----------------------------------------------------------------------------------------
+
+
+def test_double_dqn_target_evaluates_the_online_argmax_with_the_target_network():
+    # Two transitions, two actions. The online network prefers action 0 in s'_1 and action 1 in s'_2;
+    # the target network's max is at the other action in both, so the two targets differ.
+    rewards = torch.tensor([1.0, 1.0])
+    terminated = torch.tensor([0.0, 0.0])
+    next_q_target = torch.tensor([[1.0, 5.0], [3.0, 2.0]])
+    next_q_online = torch.tensor([[4.0, 0.0], [0.0, 1.0]])
+    vanilla = td_target(rewards, terminated, next_q_target, 0.5)
+    double = td_target(rewards, terminated, next_q_target, 0.5, next_q_online)
+    torch.testing.assert_close(vanilla, torch.tensor([1 + 0.5 * 5, 1 + 0.5 * 3]))  # max_a Q_target
+    torch.testing.assert_close(double, torch.tensor([1 + 0.5 * 1, 1 + 0.5 * 2]))  # Q_target(argmax Q_online)
+
+
+def test_td_target_bootstraps_on_truncation_but_not_on_termination():
+    # Both transitions ended an episode; only the first by termination (the second by a time limit,
+    # which the replay stores as terminated = 0).
+    y = td_target(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0]), torch.tensor([[2.0, 4.0], [2.0, 4.0]]), 0.9)
+    torch.testing.assert_close(y, torch.tensor([1.0, 1.0 + 0.9 * 4.0]))
+
+
+def test_replay_stores_a_truncated_step_as_not_terminated_with_its_final_observation():
+    algo = make_dqn(env_overrides={"max_episode_steps": 5}, learning_starts=1000)
+    next(algo.learn())  # 100 steps of random actions: CartPole rarely falls within 5 steps
+    replay = algo.replay
+    ends = np.flatnonzero(np.arange(replay.size) % 5 == 4)
+    truncated = [i for i in ends if not replay.terminated[: i + 1].any()]
+    assert truncated, "expected at least one episode cut by the 5-step limit"
+    i = truncated[0]
+    assert replay.terminated[i] == 0
+    # s' is the episode's last observation, not the first of the next episode (stored as s at i + 1).
+    assert not np.array_equal(replay.next_obs[i], replay.obs[i + 1])
+    np.testing.assert_array_equal(replay.next_obs[i - 1], replay.obs[i])
+
+
+def test_huber_loss_is_quadratic_within_one_and_linear_beyond():
+    q = torch.tensor([0.0, 0.0], requires_grad=True)
+    y = torch.tensor([0.5, 3.0])
+    loss = q_loss(q, y)
+    torch.testing.assert_close(loss, torch.tensor((0.5 * 0.5**2 + (3.0 - 0.5)) / 2))
+    loss.backward()
+    # The gradient is the TD error clipped to [-1, 1] (Mnih et al.'s error clipping), over the batch.
+    torch.testing.assert_close(q.grad, torch.tensor([-0.5, -1.0]) / 2)
+
+
+def test_train_step_regresses_q_of_the_taken_action_on_the_double_target():
+    algo = make_dqn(double=True, max_grad_norm=None, learning_rate=1e-3)
+    batch = {"obs": torch.randn(8, 4), "actions": torch.randint(2, (8,)), "rewards": torch.randn(8),
+             "next_obs": torch.randn(8, 4), "terminated": (torch.rand(8) < 0.3).float()}
+    with torch.no_grad():
+        y = td_target(batch["rewards"], batch["terminated"], algo.target_net(batch["next_obs"]), algo.cfg.gamma,
+                      algo.net(batch["next_obs"]))
+        expected = q_loss(algo.net(batch["obs"])[torch.arange(8), batch["actions"]], y)
+    metrics = algo.train_step(batch)
+    torch.testing.assert_close(metrics["train/loss"], expected)
+    assert all(value.dim() == 0 for value in metrics.values())
+
+
+def test_reward_clipping_learns_from_the_sign_of_the_reward():
+    algo = make_dqn(clip_reward=True, learning_rate=1e-3)
+    batch = {"obs": torch.zeros(2, 4), "actions": torch.zeros(2, dtype=torch.int64),
+             "rewards": torch.tensor([7.0, -0.2]), "next_obs": torch.zeros(2, 4), "terminated": torch.ones(2)}
+    with torch.no_grad():
+        q = algo.net(batch["obs"])[:, 0]
+    loss = algo.train_step(batch)["train/loss"]
+    torch.testing.assert_close(loss, q_loss(q, torch.tensor([1.0, -1.0])))
+
+
+# --- networks ---------------------------------------------------------------------------------------
+
+
+def test_dueling_combination_is_value_plus_advantage_minus_its_mean():
+    value = torch.tensor([[1.0], [-2.0]])
+    advantages = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 6.0]])
+    torch.testing.assert_close(dueling_combine(value, advantages), torch.tensor([[0.0, 1.0, 2.0], [-4.0, -4.0, 2.0]]))
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_numpy_acting_copy_computes_the_q_network_and_follows_its_updates(dueling):
+    algo = make_dqn(dueling=dueling)
+    obs = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(algo.numpy_q(obs), algo.net(torch.from_numpy(obs)).numpy(), rtol=1e-5, atol=1e-6)
+        algo.flat_params.add_(0.1)  # an in-place update, as Adam makes: the numpy views see it
+        np.testing.assert_allclose(algo.numpy_q(obs), algo.net(torch.from_numpy(obs)).numpy(), rtol=1e-5, atol=1e-6)
+    net = algo.net
+    if dueling:
+        features = net.torso(torch.from_numpy(obs))
+        expected = dueling_combine(net.value_head(features), net.advantage_head(features))
+        torch.testing.assert_close(net(torch.from_numpy(obs)), expected)
+
+
+def test_q_network_has_one_output_per_action():
+    import gymnasium as gym
+
+    cfg = network_config(load_conf("network", "mlp"))
+    net = QNetwork(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(5), cfg, dueling=True)
+    assert net(torch.zeros(7, 3)).shape == (7, 5)
+    assert isinstance(NumpyQ(net)(np.zeros((7, 3), np.float32)), np.ndarray)
+
+
+# --- exploration and target network ----------------------------------------------------------------------
+
+
+def test_epsilon_falls_linearly_over_the_exploration_fraction_then_stays():
+    assert linear_schedule(1.0, 0.05, 1000, 0) == 1.0
+    assert linear_schedule(1.0, 0.05, 1000, 500) == pytest.approx(0.525)
+    assert linear_schedule(1.0, 0.05, 1000, 1000) == pytest.approx(0.05)
+    assert linear_schedule(1.0, 0.05, 1000, 5000) == pytest.approx(0.05)
+    algo = make_dqn(total_steps=10_000, exploration_fraction=0.2, exploration_initial_eps=1.0,
+                    exploration_final_eps=0.1)
+    algo.global_step = 1000  # half of 0.2 x 10,000
+    assert algo.epsilon() == pytest.approx(0.55)
+
+
+def test_epsilon_greedy_is_greedy_at_zero_and_uniform_at_one():
+    algo = make_dqn()
+    obs = np.zeros((4000, 4), np.float32)
+    greedy = algo.q_values(obs[:1]).argmax(1)[0]
+    assert (algo.epsilon_greedy(obs, 0.0, algo.generator) == greedy).all()
+    counts = np.bincount(algo.epsilon_greedy(obs, 1.0, algo.generator), minlength=2)
+    assert abs(counts[0] - 2000) < 150  # binomial std ~32
+    half = algo.epsilon_greedy(obs, 0.5, algo.generator)
+    assert abs((half == greedy).mean() - 0.75) < 0.04  # greedy half of the time, plus half the random draws
+
+
+def test_target_network_is_copied_every_c_steps_or_polyak_averaged():
+    algo = make_dqn(target_update_interval=100)
+    batch = {"obs": torch.randn(4, 4), "actions": torch.zeros(4, dtype=torch.int64), "rewards": torch.ones(4),
+             "next_obs": torch.randn(4, 4), "terminated": torch.zeros(4)}
+    algo.global_step = 100
+    algo.train_step(batch)  # copies at step 100, then updates the online network
+    assert algo.target_updated_at == 100
+    before = algo.target_params.clone()
+    assert not torch.equal(before, algo.flat_params.detach())
+    algo.global_step = 150
+    algo.train_step(batch)
+    assert torch.equal(algo.target_params, before)  # 50 steps later: unchanged
+    algo.global_step = 200
+    online = algo.flat_params.detach().clone()
+    algo.update_target()
+    assert torch.equal(algo.target_params, online)
+
+    soft = make_dqn(tau=0.25)
+    target, online = soft.target_params.clone(), soft.flat_params.detach() + 1.0
+    soft.flat_params.data.copy_(online)
+    soft.update_target()
+    torch.testing.assert_close(soft.target_params, 0.25 * online + 0.75 * target)
+
+
+# --- configuration and checkpoints ------------------------------------------------------------------------
+
+
+def test_state_dict_round_trips_through_a_weights_only_load():
+    algo = make_dqn(dueling=True)
+    for metrics in algo.learn():
+        if algo.gradient_updates > 0:
+            break
+    buffer = io.BytesIO()
+    torch.save(algo.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    other = make_dqn(dueling=True, seed=1)
+    other.load_state_dict(state)
+    assert torch.equal(other.flat_params, algo.flat_params) and torch.equal(other.target_params, algo.target_params)
+    assert other.replay.size == algo.replay.size and other.global_step == algo.global_step
+    assert torch.equal(other.generator.get_state(), algo.generator.get_state())
+    obs = np.zeros((1, 4), np.float32)
+    np.testing.assert_array_equal(other.q_values(obs), algo.q_values(obs))
+
+
+def test_a_replay_larger_than_memory_is_refused_before_allocating():
+    with pytest.raises(ConfigError, match="algo.buffer_size"):
+        make_dqn(buffer_size=10**13)
