@@ -20,11 +20,10 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch
-from omegaconf import OmegaConf
+from bench_common import cpu, load, timed_learning
 
 from rlrun.algos.dqn import DQN
 from rlrun.envs import VecEnv, env_config
-from rlrun.hardware import Hardware
 from rlrun.nets import network_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -40,28 +39,14 @@ FREQ4 = dict(train_frequency=4, gradient_steps=1, learning_rate=1e-4)
 NETWORK = dict(hidden_sizes=[256, 256], activation="relu", ortho_init=False)  # SB3: PyTorch's default init
 
 
-def load(group: str, name: str, overrides: dict) -> dict:
-    node = OmegaConf.load(CONF / group / f"{name}.yaml")
-    node = node.get("algo", node)  # conf/algo/dqn.yaml is a `# @package _global_` file
-    node = OmegaConf.merge(node, overrides)
-    return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in ("_target_", "defaults")}
-
-
 def rlrun_round(budget: int, seed: int, extra: dict | None = None) -> tuple[int, float, list[float]]:
     algo_cfg = DQN.parse_config(load("algo", "dqn", {**HPARAMS, **(extra or {})}))
     env_cfg = env_config(load("env", "CartPole", {"id": ENV_ID}))
     env = VecEnv(env_cfg, algo_cfg.num_envs, seed, "sync", algo_cfg.gamma)
-    algo = DQN(algo_cfg, env, network_config(load("network", "mlp", NETWORK)),
-               Hardware(torch.device("cpu"), torch.get_num_threads(), "sync", 1), seed, total_steps=budget)
-    returns: list[float] = []
-    start = time.perf_counter()
-    for metrics in algo.learn():
-        returns += metrics["episodic_returns"]
-        if metrics["global_step"] >= budget:
-            break
-    seconds = time.perf_counter() - start
+    algo = DQN(algo_cfg, env, network_config(load("network", "mlp", NETWORK)), cpu(), seed, total_steps=budget)
+    result = timed_learning(algo, budget)
     env.close()
-    return algo.global_step, seconds, returns
+    return result
 
 
 def sb3_round(budget: int, seed: int, extra: dict | None = None) -> tuple[int, float, list[float]]:

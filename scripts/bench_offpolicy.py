@@ -17,11 +17,11 @@ LEARNING_STARTS, e.g.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
+from bench_common import CONF, cpu, load, timed_learning
 from omegaconf import OmegaConf
 from stable_baselines3 import SAC as SB3SAC
 from stable_baselines3 import TD3 as SB3TD3
@@ -32,10 +32,8 @@ from stable_baselines3.common.noise import NormalActionNoise
 from rlrun.algos.sac import SAC
 from rlrun.algos.td3 import TD3
 from rlrun.envs import VecEnv, env_config
-from rlrun.hardware import Hardware
 from rlrun.nets import network_config
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 ENV_ID = "HalfCheetah-v5"
 LEARNING_STARTS = 1000
 NETWORK = dict(hidden_sizes=[256, 256], activation="relu", ortho_init=False)
@@ -54,27 +52,15 @@ CLASSES = {"sac": SAC, "td3": TD3}
 
 def rlrun_round(name: str, budget: int, seed: int) -> tuple[int, float, list[float]]:
     """Train rlrun's `name` for `budget` steps; returns (learning-phase steps, their seconds, returns)."""
-    node = OmegaConf.load(CONF / "algo" / f"{name}.yaml")
-    algo_cfg = CLASSES[name].parse_config({k: v for k, v in OmegaConf.to_container(
-        OmegaConf.merge(node.algo, HPARAMS[name])).items() if k != "_target_"})
-    env_cfg = env_config(OmegaConf.to_container(OmegaConf.merge(OmegaConf.load(CONF / "env" / "HalfCheetah.yaml"),
-                                                                node.env, {"id": ENV_ID})))
-    net_cfg = network_config(OmegaConf.to_container(OmegaConf.merge(OmegaConf.load(CONF / "network" / "mlp.yaml"),
-                                                                    node.network, NETWORK)))
+    node = OmegaConf.load(CONF / "algo" / f"{name}.yaml")  # the algo file's own env and network defaults
+    algo_cfg = CLASSES[name].parse_config(load("algo", name, HPARAMS[name]))
+    env_cfg = env_config(load("env", "HalfCheetah", OmegaConf.merge(node.env, {"id": ENV_ID})))
+    net_cfg = network_config(load("network", "mlp", OmegaConf.merge(node.network, NETWORK)))
     env = VecEnv(env_cfg, algo_cfg.num_envs, seed, "sync", algo_cfg.gamma)
-    algo = CLASSES[name](algo_cfg, env, net_cfg, Hardware(torch.device("cpu"), torch.get_num_threads(), "sync", 1),
-                         seed, total_steps=budget)
-    returns: list[float] = []
-    start = None
-    for metrics in algo.learn():
-        returns += metrics["episodic_returns"]
-        if start is None and metrics["global_step"] >= LEARNING_STARTS:
-            start, start_step = time.perf_counter(), metrics["global_step"]
-        if metrics["global_step"] >= budget:
-            break
-    seconds = time.perf_counter() - start
+    result = timed_learning(CLASSES[name](algo_cfg, env, net_cfg, cpu(), seed, total_steps=budget), budget,
+                            timed_from=LEARNING_STARTS)
     env.close()
-    return algo.global_step - start_step, seconds, returns
+    return result
 
 
 class StartClock(BaseCallback):

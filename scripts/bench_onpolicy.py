@@ -19,6 +19,7 @@ import time
 
 import gymnasium as gym
 import torch
+from bench_common import cpu, load, timed_learning
 from sb3_contrib import TRPO as SB3TRPO
 from stable_baselines3 import A2C as SB3A2C
 from stable_baselines3.common.monitor import Monitor
@@ -28,7 +29,6 @@ from rlrun.algos.a2c import A2C
 from rlrun.algos.a3c import A3C
 from rlrun.algos.trpo import TRPO
 from rlrun.envs import VecEnv, env_config
-from rlrun.hardware import Hardware
 from rlrun.nets import network_config
 
 ENV_ID = "HalfCheetah-v5"
@@ -47,30 +47,14 @@ A3C_HPARAMS = dict(num_steps=5, learning_rate=7e-4, anneal_lr=True, optimizer="r
                    report_every=2048)
 
 
-def load(group: str, name: str, overrides: dict) -> dict:
-    from bench_speed import load as load_conf  # the one loader, shared with the PPO benchmark
-
-    return load_conf(group, name, overrides)
-
-
 def train_rlrun(cls, hparams: dict, budget: int, seed: int, workers: int = 1) -> tuple[int, float, list[float]]:
     algo_cfg = cls.parse_config(hparams)
     env_cfg = env_config(load("env", "HalfCheetah", {"id": ENV_ID, **NORMALIZE}))
     net_cfg = network_config(load("network", "mlp", NETWORK))
     env = VecEnv(env_cfg, getattr(algo_cfg, "num_envs", 1), seed, "sync", algo_cfg.gamma)
-    hardware = Hardware(torch.device("cpu"), torch.get_num_threads(), "sync", workers)
-    algo = cls(algo_cfg, env, net_cfg, hardware, seed, total_steps=budget)
-    returns: list[float] = []
-    start = time.perf_counter()
-    learning = algo.learn()
-    for metrics in learning:
-        returns += metrics["episodic_returns"]
-        if metrics["global_step"] >= budget:
-            break
-    learning.close()  # A3C: stop and join the workers inside the timed part
-    seconds = time.perf_counter() - start
+    result = timed_learning(cls(algo_cfg, env, net_cfg, cpu(workers), seed, total_steps=budget), budget)
     env.close()
-    return algo.global_step, seconds, returns
+    return result
 
 
 def sb3_env(gamma: float, num_envs: int) -> VecNormalize:

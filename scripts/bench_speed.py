@@ -26,20 +26,18 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from omegaconf import OmegaConf
+from bench_common import cpu, load, timed_learning
+from bench_dqn import BENCHMARKS as DQN
+from bench_offpolicy import BENCHMARKS as OFFPOLICY
+from bench_onpolicy import BENCHMARKS as ONPOLICY
 from stable_baselines3 import PPO as SB3PPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from bench_dqn import BENCHMARKS as DQN
-from bench_offpolicy import BENCHMARKS as OFFPOLICY
-from bench_onpolicy import BENCHMARKS as ONPOLICY
 from rlrun.algos.ppo import PPO
 from rlrun.envs import VecEnv, env_config
-from rlrun.hardware import Hardware
 from rlrun.nets import network_config
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 ENV_ID = "HalfCheetah-v5"
 # One source of truth for both sides; merged over conf/algo/ppo.yaml so an edit there cannot make
 # the comparison unequal without anyone noticing.
@@ -53,29 +51,15 @@ NETWORK = dict(hidden_sizes=[64, 64], activation="tanh", ortho_init=True, log_st
 NORMALIZE = dict(normalize_obs=True, normalize_reward=True, clip_obs=10.0, clip_reward=10.0)
 
 
-def load(group: str, name: str, overrides: dict) -> dict:
-    """conf/<group>/<name>.yaml with the benchmark's settings on top, as a plain dict."""
-    node = OmegaConf.merge(OmegaConf.load(CONF / group / f"{name}.yaml"), overrides)
-    return OmegaConf.to_container(node, resolve=True)
-
-
 def rlrun_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
     """Train rlrun PPO for `budget` steps; returns (steps, seconds, training episodic returns)."""
     algo_cfg = PPO.parse_config(load("algo", "ppo", HPARAMS))
     env_cfg = env_config(load("env", "HalfCheetah", {"id": ENV_ID, **NORMALIZE}))
     net_cfg = network_config(load("network", "mlp", NETWORK))
     env = VecEnv(env_cfg, algo_cfg.num_envs, seed, "sync", algo_cfg.gamma)
-    algo = PPO(algo_cfg, env, net_cfg, Hardware(torch.device("cpu"), torch.get_num_threads(), "sync", 1), seed,
-               total_steps=budget)
-    returns: list[float] = []
-    start = time.perf_counter()
-    for metrics in algo.learn():
-        returns += metrics["episodic_returns"]
-        if metrics["global_step"] >= budget:
-            break
-    seconds = time.perf_counter() - start
+    result = timed_learning(PPO(algo_cfg, env, net_cfg, cpu(), seed, total_steps=budget), budget)
     env.close()
-    return algo.global_step, seconds, returns
+    return result
 
 
 def sb3_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
