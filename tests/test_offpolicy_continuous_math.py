@@ -125,21 +125,19 @@ def normal_cdf(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (1 + torch.erf(x / math.sqrt(2)))
 
 
-@pytest.mark.parametrize("mean, log_std, center, half", [(0.3, -0.5, 0.0, 1.0), (-1.0, 0.4, 0.5, 2.0),
-                                                         (1.5, -1.5, -1.0, 0.5)])
-def test_squashed_gaussian_log_prob_is_the_derivative_of_its_cdf(mean, log_std, center, half):
-    """a = c + h tanh(u), u ~ N(m, s^2): P(A <= a) = Phi((atanh((a - c) / h) - m) / s); the density is
-    its derivative, taken here by central finite differences in float64."""
+@pytest.mark.parametrize("mean, log_std", [(0.3, -0.5), (-1.0, 0.4), (1.5, -1.5)])
+def test_squashed_gaussian_log_prob_is_the_derivative_of_its_cdf(mean, log_std):
+    """y = tanh(u), u ~ N(m, s^2): P(Y <= y) = Phi((atanh(y) - m) / s); the density is its
+    derivative, taken here by central finite differences in float64."""
     d = torch.float64
     noise = torch.linspace(-2.5, 2.5, 41, dtype=d)[:, None]
     m, ls = torch.full((41, 1), mean, dtype=d), torch.full((41, 1), log_std, dtype=d)
-    c, h = torch.tensor([center], dtype=d), torch.tensor([half], dtype=d)
-    action, log_prob = squashed_gaussian_sample(m, ls, noise, c, h)
+    action, log_prob = squashed_gaussian_sample(m, ls, noise)
 
-    def cdf(a):
-        return normal_cdf((torch.atanh((a - center) / half) - mean) / math.exp(log_std))
+    def cdf(y):
+        return normal_cdf((torch.atanh(y) - mean) / math.exp(log_std))
 
-    step = 1e-6 * half
+    step = 1e-6
     numerical = (cdf(action[:, 0] + step) - cdf(action[:, 0] - step)) / (2 * step)
     torch.testing.assert_close(log_prob.exp(), numerical, rtol=1e-5, atol=1e-8)
 
@@ -148,14 +146,13 @@ def test_squashed_gaussian_density_matches_a_histogram_of_samples_in_two_dimensi
     generator = torch.Generator().manual_seed(0)
     n = 1_000_000
     mean, log_std = torch.tensor([0.5, -0.2]), torch.tensor([-0.3, 0.2])
-    center, half = torch.tensor([0.0, 1.0]), torch.tensor([2.0, 0.5])
     noise = torch.randn(n, 2, generator=generator)
-    action, _ = squashed_gaussian_sample(mean.expand(n, 2), log_std.expand(n, 2), noise, center, half)
+    action, _ = squashed_gaussian_sample(mean.expand(n, 2), log_std.expand(n, 2), noise)
     # Probability of each bin of a 2-d histogram: the samples' share against the density averaged over
     # a 5 x 5 grid inside the bin, times its area (the density from the same function, with the noise
     # that maps to each grid point).
     bins, sub = 12, 5
-    lo, hi = center - half * 0.95, center + half * 0.95
+    lo, hi = torch.full((2,), -0.95), torch.full((2,), 0.95)
     width = (hi - lo) / bins
     index = ((action - lo) / width).floor().long()
     inside = ((index >= 0) & (index < bins)).all(-1)
@@ -165,8 +162,8 @@ def test_squashed_gaussian_density_matches_a_histogram_of_samples_in_two_dimensi
     ticks = (torch.arange(bins * sub) + 0.5) / sub  # in bin units
     grid = torch.stack(torch.meshgrid(ticks, ticks, indexing="ij"), -1).reshape(-1, 2)
     points = lo + grid * width
-    noise_at = (torch.atanh((points - center) / half) - mean) / log_std.exp()
-    _, log_prob = squashed_gaussian_sample(mean.expand_as(points), log_std.expand_as(points), noise_at, center, half)
+    noise_at = (torch.atanh(points) - mean) / log_std.exp()
+    _, log_prob = squashed_gaussian_sample(mean.expand_as(points), log_std.expand_as(points), noise_at)
     density = log_prob.exp().reshape(bins, sub, bins, sub).mean((1, 3)) * width[0] * width[1]
     big = density > 0.2 * density.max()  # bins with enough samples for a tight comparison (>= ~3000)
     torch.testing.assert_close(empirical[big], density[big], rtol=0.06, atol=0.0)
@@ -174,12 +171,43 @@ def test_squashed_gaussian_density_matches_a_histogram_of_samples_in_two_dimensi
 
 def test_squashed_gaussian_log_prob_stays_finite_where_tanh_saturates():
     mean, log_std = torch.tensor([[15.0, -15.0]]), torch.zeros(1, 2)
-    action, log_prob = squashed_gaussian_sample(mean, log_std, torch.zeros(1, 2), torch.zeros(2), torch.ones(2))
+    action, log_prob = squashed_gaussian_sample(mean, log_std, torch.zeros(1, 2))
     assert torch.isfinite(log_prob).all()
     # log(1 - tanh(u)^2) = log(4) - 2|u| - 2 log(1 + e^{-2|u|}) ~= log 4 - 30 for |u| = 15 (the +1e-6 form
     # would give log(1e-6) = -13.8).
     expected = 2 * (-0.5 * math.log(2 * math.pi)) - 2 * (math.log(4) - 30)
     assert log_prob.item() == pytest.approx(expected, abs=1e-4)
+
+
+def test_sac_log_prob_is_measured_in_the_unit_box_whatever_the_action_bounds():
+    """Issue 7, item 5: log pi (and so the entropy that alpha regulates towards -dim(A)) is that of
+    tanh(u) in [-1, 1], as in the authors' softlearning and SB3; only the env sees the bounds. With the
+    bounds' Jacobian in it, a Humanoid-v5 policy (+-0.4, 17 dims) would be held 17 ln 2.5 = 15.6 nats
+    off the target."""
+    torch.manual_seed(0)
+    net = network_config({**load_conf("network", "mlp"), "hidden_sizes": [8]})
+    narrow = SquashedGaussianActor(4, gym.spaces.Box(-0.4, 0.4, (3,), np.float32), net)
+    unit = SquashedGaussianActor(4, gym.spaces.Box(-1.0, 1.0, (3,), np.float32), net)
+    shifted = SquashedGaussianActor(4, gym.spaces.Box(np.array([0.0, -5.0, 2.0], np.float32),
+                                                      np.array([0.8, 5.0, 3.0], np.float32)), net)
+    unit.load_state_dict(narrow.state_dict())
+    shifted.load_state_dict(narrow.state_dict())
+    obs = torch.randn(256, 4)
+    a_narrow, lp_narrow = narrow.sample(obs, torch.Generator().manual_seed(1))
+    a_unit, lp_unit = unit.sample(obs, torch.Generator().manual_seed(1))
+    a_shifted, lp_shifted = shifted.sample(obs, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a_narrow, 0.4 * a_unit)  # the env still gets actions inside its bounds
+    torch.testing.assert_close(a_shifted, torch.tensor([0.4, 0.0, 2.5]) + torch.tensor([0.4, 5.0, 0.5]) * a_unit)
+    torch.testing.assert_close(lp_narrow, lp_unit, rtol=0, atol=0)
+    torch.testing.assert_close(lp_shifted, lp_unit, rtol=0, atol=0)
+    # Slow reference in float64: torch.distributions' Normal, and the tanh Jacobian written out.
+    mean, log_std = (t.double() for t in narrow.net(obs).chunk(2, -1))
+    std = log_std.clamp(-20, 2).exp()
+    u = mean + std * torch.randn(mean.shape, generator=torch.Generator().manual_seed(1)).double()
+    reference = (torch.distributions.Normal(mean, std).log_prob(u) - torch.log(1 - torch.tanh(u) ** 2)).sum(-1)
+    unsaturated = u.abs().max(-1).values < 5  # where float32's tanh leaves 1 - tanh^2 accurate
+    assert unsaturated.sum() > 200
+    torch.testing.assert_close(lp_narrow.double()[unsaturated], reference[unsaturated], rtol=1e-5, atol=1e-5)
 
 
 def test_squashed_gaussian_actor_samples_within_bounds_with_its_own_log_prob():
@@ -193,7 +221,7 @@ def test_squashed_gaussian_actor_samples_within_bounds_with_its_own_log_prob():
     u = mean + log_std.exp() * torch.randn(mean.shape, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(action, 2.0 * torch.tanh(u))
     gaussian = torch.distributions.Normal(mean, log_std.exp()).log_prob(u)
-    naive = (gaussian - torch.log(2.0 * (1 - torch.tanh(u) ** 2))).sum(-1)
+    naive = (gaussian - torch.log(1 - torch.tanh(u) ** 2)).sum(-1)  # the density of tanh(u) in [-1, 1]
     unsaturated = u.abs().max(-1).values < 5  # where the naive form is still accurate in float32
     assert unsaturated.sum() > 50
     torch.testing.assert_close(log_prob[unsaturated], naive[unsaturated], rtol=1e-4, atol=1e-4)
@@ -319,13 +347,15 @@ def test_sac_update_matches_a_plain_reference_update():
     alpha_opt = torch.optim.Adam([log_alpha], lr=cfg.alpha_lr, foreach=False)
     target_entropy = -float(algo.env.action_space.shape[0])
     half = torch.as_tensor((algo.env.action_space.high - algo.env.action_space.low) / 2)
+    assert (half != 1).all()  # Pendulum's +-2: a log-density with the bounds' Jacobian would differ
 
     def sample(obs, g):
-        """torch.distributions Normal, the naive tanh correction, an explicit affine Jacobian."""
+        """torch.distributions Normal and the naive tanh correction: log pi of tanh(u) in [-1, 1],
+        the action scaled to the bounds for the critics."""
         mean, log_std = actor.net(obs).chunk(2, -1)
         std = log_std.clamp(-20, 2).exp()
         u = mean + std * torch.randn(mean.shape, generator=g)
-        log_prob = torch.distributions.Normal(mean, std).log_prob(u) - torch.log(half * (1 - torch.tanh(u) ** 2))
+        log_prob = torch.distributions.Normal(mean, std).log_prob(u) - torch.log(1 - torch.tanh(u) ** 2)
         return half * torch.tanh(u), log_prob.sum(-1)
 
     for _ in range(3):

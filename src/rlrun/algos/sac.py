@@ -10,7 +10,9 @@ gradient step on a replayed minibatch:
     temperature:     J(alpha) = E[-alpha log pi(a~|s) - alpha H_target]                    (eq. 18)
     targets:         theta'_i <- tau theta_i + (1 - tau) theta'_i
 The policy is a Gaussian squashed by tanh, its log-density corrected for the squashing (appendix C,
-in rlrun.nets.continuous.squashed_gaussian_sample). The first `learning_starts` steps act uniformly
+in rlrun.nets.continuous.squashed_gaussian_sample). log pi and the entropy target are those of the
+action in [-1, 1], as in the authors' softlearning and SB3: the env gets the action rescaled to its
+bounds, and H_target = -dim(A) means the same whatever the bounds. The first `learning_starts` steps act uniformly
 at random; afterwards the behaviour policy is the stochastic policy itself.
 """
 
@@ -85,7 +87,7 @@ class SAC(OffPolicy):
         self.critic_params = list(self.critic.parameters())
         self.actor_optimizer = torch.optim.Adam([self.actor_flat], lr=cfg.actor_lr, fused=True)
         self.critic_optimizer = torch.optim.Adam([self.critic_flat], lr=cfg.critic_lr, fused=True)
-        # Section 5: the target entropy is -dim(A) by default.
+        # Section 5: the target entropy is -dim(A) by default, in nats of the action in [-1, 1].
         self.target_entropy = -float(space.shape[0]) if cfg.target_entropy is None else cfg.target_entropy
         self.log_alpha = torch.tensor(math.log(cfg.alpha), device=device, requires_grad=cfg.autotune)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr) if cfg.autotune else None

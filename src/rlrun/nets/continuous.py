@@ -5,9 +5,14 @@
 - `TwinQ`: two independent critics Q1, Q2 (TD3's clipped double Q, SAC's two soft Q-functions).
 - `DeterministicActor`: mu(s) = center + half_range * tanh(MLP(s)), always inside the action bounds.
 - `SquashedGaussianActor`: u ~ N(mean(s), std(s)^2), a = center + half_range * tanh(u), with the
-  log-density of a by the change of variables (Haarnoja et al. 2018, appendix C, eq. 21).
+  log-density of tanh(u) by the change of variables (Haarnoja et al. 2018, appendix C, eq. 21).
 
 Actions are in the env's own units everywhere (replay, critic input), so the bounds live in the actors.
+Log-densities, however, are those of the action in [-1, 1]: the affine map to the bounds would add
+-sum_i log(half_range_i) to log pi, a constant that moves SAC's entropy by the bounds' volume (about
++15.6 nats on Humanoid-v5, +-0.4 in 17 dims) while its target stays -dim(A). The authors' softlearning
+(actions normalised to [-1, 1] by a wrapper) and SB3 (which rescales actions for the env) measure
+entropy in [-1, 1], so the paper's target means the same for every env.
 """
 
 from __future__ import annotations
@@ -107,21 +112,21 @@ class DeterministicActor(nn.Module):
         return self.center + self.half_range * torch.tanh(self.net(obs))
 
 
-def squashed_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor, center: torch.Tensor,
-                             half_range: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A reparameterised sample a = center + half_range * tanh(mean + std * noise) (SAC eq. 11) and
-    its log-density log pi(a|s), summed over action dimensions.
+def squashed_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A reparameterised sample y = tanh(mean + std * noise) in [-1, 1] (SAC eq. 11) and its
+    log-density log pi(y|s), summed over action dimensions.
 
-    Change of variables for u -> tanh(u) -> center + half_range * tanh(u) (SAC appendix C, eq. 21):
-        log pi(a|s) = log N(u; mean, std) - sum_i log(1 - tanh(u_i)^2) - sum_i log(half_range_i)
+    Change of variables for u -> tanh(u) (SAC appendix C, eq. 21):
+        log pi(y|s) = log N(u; mean, std) - sum_i log(1 - tanh(u_i)^2)
     with log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), which stays finite where tanh(u) rounds
     to +-1 (the form `log(1 - tanh(u)^2 + 1e-6)` of some implementations biases it there).
     """
     u = mean + log_std.exp() * noise
     # (u - mean) / std is the noise itself: no division.
     gaussian = (-0.5 * noise.square() - log_std).sum(-1) - 0.5 * LOG_2PI * mean.shape[-1]
-    log_det = (2 * (LOG_2 - u - F.softplus(-2 * u)) + torch.log(half_range)).sum(-1)
-    return center + half_range * torch.tanh(u), gaussian - log_det
+    log_det = (2 * (LOG_2 - u - F.softplus(-2 * u))).sum(-1)
+    return torch.tanh(u), gaussian - log_det
 
 
 class SquashedGaussianActor(nn.Module):
@@ -147,10 +152,12 @@ class SquashedGaussianActor(nn.Module):
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised action (gradients flow to the parameters through it) and its log-density."""
+        """A reparameterised action in the env's bounds (gradients flow to the parameters through it)
+        and the log-density of that action in [-1, 1] (see the module's docstring)."""
         mean, log_std = self.dist_params(obs)
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
-        return squashed_gaussian_sample(mean, log_std, noise, self.center, self.half_range)
+        squashed, log_prob = squashed_gaussian_sample(mean, log_std, noise)
+        return self.center + self.half_range * squashed, log_prob
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic action used for evaluation: the squashed mean."""
