@@ -14,7 +14,7 @@ from torch import nn
 
 from helpers import CPU, load_conf
 from rlrun.algos.a3c import A3C
-from rlrun.algos.reinforce import reinforce_loss
+from rlrun.algos.reinforce import REINFORCE, reinforce_loss
 from rlrun.algos.trpo import TRPO, backtracking_line_search, conjugate_gradient, fisher_vector_product
 from rlrun.data import RolloutBuffer, compute_gae, discounted_returns, nstep_returns
 from rlrun.envs import VecEnv, env_config
@@ -52,6 +52,44 @@ def test_reinforce_loss_gradient_for_a_gaussian_policy_is_the_score_times_the_re
 
 def test_reward_to_go_is_the_discounted_sum_of_the_rewards_that_follow():
     np.testing.assert_allclose(discounted_returns(np.array([1.0, 2.0, 3.0]), 0.5), [1 + 0.5 * 2 + 0.25 * 3, 2 + 1.5, 3])
+
+
+def test_reinforce_with_several_envs_updates_only_on_episodes_begun_under_the_current_policy():
+    algo = make_algo(REINFORCE, "reinforce", "CartPole", num_envs=4, episodes_per_update=2)
+    step_calls = 0
+    episode_starts: dict[bytes, int] = {}  # reset observation -> the env step call that returned it
+    updates: list[tuple[int, list]] = []  # (env step calls before the update, its episodes)
+    env_reset, env_step, update = algo.env.reset, algo.env.step, algo.update
+
+    def reset(*args, **kwargs):
+        obs = env_reset(*args, **kwargs)
+        episode_starts.update((row.tobytes(), 0) for row in obs)
+        return obs
+
+    def step(action):
+        nonlocal step_calls
+        step_calls += 1
+        obs, reward, terminated, truncated, final_obs = env_step(action)
+        # SAME_STEP autoreset: the step that ends an episode returns the next episode's first observation.
+        episode_starts.update((obs[i].tobytes(), step_calls) for i in np.flatnonzero(terminated | truncated))
+        return obs, reward, terminated, truncated, final_obs
+
+    def spy_update(episodes):
+        updates.append((step_calls, list(episodes)))
+        return update(episodes)
+
+    algo.env.reset, algo.env.step, algo.update = reset, step, spy_update
+    learning = algo.learn()
+    for _ in range(12):
+        next(learning)
+    previous_update = 0
+    for update_step, episodes in updates:
+        for episode in episodes:
+            start = episode_starts.get(episode.obs[0].tobytes())
+            # The episode's first observation is a reset observation, reached after the previous update.
+            assert start is not None and start >= previous_update, (start, previous_update, len(episode.rewards))
+        previous_update = update_step
+    assert len(updates) == 12 and all(len(episodes) >= 2 for _, episodes in updates)
 
 
 # --- n-step returns (A2C, A3C) ---------------------------------------------------------------------

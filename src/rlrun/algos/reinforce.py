@@ -113,8 +113,11 @@ class REINFORCE:
                     recording[i] = True
                 obs = next_obs
             metrics = self.update(finished)
-            # Envs that just began an episode record it; the others wait for their next one.
-            recording = np.array([not e.rewards for e in episodes])
+            # Only an env whose episode ended at the last step begins its next one under the updated
+            # policy; the others are inside an episode begun under an older policy (an env that was
+            # waiting one out has empty `rewards` too, so emptiness does not tell) and wait for their
+            # next one.
+            recording = terminated | truncated
             episodes = [Episode([], [], []) for _ in range(num_envs)]
             returns, lengths = self.env.pop_episodes()
             yield {"global_step": self.global_step, "episodic_returns": returns, "episodic_lengths": lengths,
