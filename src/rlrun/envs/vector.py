@@ -5,10 +5,16 @@ returns the first observation of the next one, and the true last observation sep
 truncated episode can be bootstrapped from V(last observation) instead of being treated as terminal.
 Normalisation lives here (not in gymnasium wrappers) so its statistics can be checkpointed, copied to
 the evaluation env and frozen there.
+
+A checkpoint also holds the episodes in flight (`state_dict`): each env's simulator, RNGs and wrapper
+counters (rlrun.envs.state), the current observation and the running episode statistics. A training
+env given that state continues those episodes: its next `reset()` returns the saved observation
+instead of starting new episodes, so a resumed run takes the same steps as one never interrupted.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import signal
 from dataclasses import dataclass, field
@@ -17,10 +23,14 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode
 
 from rlrun.config import POSITIVE, ConfigError, from_config, one_of, rule
 from rlrun.envs.normalize import RunningMeanStd
+from rlrun.envs.state import EnvStateError, generator_state, get_env_state, set_env_state, set_generator_state
+
+log = logging.getLogger("rlrun")
 
 
 @dataclass
@@ -103,6 +113,17 @@ class SerialEnvs:
                 self.obs[i], _ = env.reset()
         return self.obs.copy(), reward, terminated, truncated, {"final_obs": final_obs}
 
+    def state_dict(self) -> dict:
+        """Every env's state and the current observations; raises EnvStateError."""
+        return {"envs": [get_env_state(env) for env in self.envs], "obs": torch.from_numpy(self.obs.copy())}
+
+    def load_state_dict(self, state: dict) -> np.ndarray:
+        """Continue the saved episodes; returns their current observations."""
+        for env, env_state in zip(self.envs, state["envs"], strict=True):
+            set_env_state(env, env_state)
+        self.obs[:] = state["obs"].numpy()
+        return self.obs.copy()
+
     def close(self) -> None:
         for env in self.envs:
             env.close()
@@ -142,9 +163,20 @@ class VecEnv:
         self.episode_length = np.zeros(num_envs, np.int64)
         self.finished_returns: list[float] = []
         self.finished_lengths: list[int] = []
+        self.steps = 0  # env steps taken, summed over envs
+        self.started = False  # reset at least once: there are episodes in flight to save
+        self.restored_obs: np.ndarray | None = None  # what the next reset() returns after load_state_dict
 
     def reset(self, seed: int | None = None) -> np.ndarray:
-        """Reset every env; env i is seeded with `seed + i` (default: the seed given at construction)."""
+        """Reset every env; env i is seeded with `seed + i` (default: the seed given at construction).
+        After `load_state_dict` restored episodes in flight, the first reset without a seed continues
+        them instead: it returns their current observations (statistics not updated: they already
+        hold these observations)."""
+        self.started = True
+        if self.restored_obs is not None and seed is None:
+            obs, self.restored_obs = self.restored_obs, None
+            return self.normalize_obs(obs, update=False)
+        self.restored_obs = None
         seed = self.seed if seed is None else seed
         obs, _ = self.envs.reset(seed=seed)
         self.action_space.seed(seed)  # what algorithms sample random actions from
@@ -162,6 +194,7 @@ class VecEnv:
             # the algorithm keeps the sampled one, whose log-probability it stored.
             actions = np.minimum(np.maximum(actions, self.action_space.low), self.action_space.high)
         obs, reward, terminated, truncated, info = self.envs.step(actions)
+        self.steps += self.num_envs
         reward = reward.astype(np.float64)
         self.episode_return += reward
         self.episode_length += 1
@@ -207,14 +240,67 @@ class VecEnv:
         return returns, lengths
 
     def state_dict(self) -> dict:
-        return {"obs_rms": self.obs_rms.state_dict() if self.obs_rms else None,
-                "return_rms": self.return_rms.state_dict() if self.return_rms else None}
+        """Normalisation statistics and, once reset, the episodes in flight ("episodes"; None with the
+        reason in "unsaved" for an env whose state cannot be saved)."""
+        state = {"obs_rms": self.obs_rms.state_dict() if self.obs_rms else None,
+                 "return_rms": self.return_rms.state_dict() if self.return_rms else None,
+                 "steps": self.steps, "episodes": None, "unsaved": None}
+        if self.started:
+            try:
+                state["episodes"] = self.episodes_state()
+            except EnvStateError as error:
+                state["unsaved"] = str(error)
+        return state
+
+    def episodes_state(self) -> dict:
+        if not isinstance(self.envs, SerialEnvs):
+            raise EnvStateError("the async vector backend keeps its envs in worker processes")
+        return {"env_id": self.cfg.id, "num_envs": self.num_envs, **self.envs.state_dict(),
+                "action_space": generator_state(self.action_space),
+                "episode_return": torch.from_numpy(self.episode_return.copy()),
+                "episode_length": torch.from_numpy(self.episode_length.copy()),
+                "discounted_return": torch.from_numpy(np.array(self.discounted_return)),
+                "finished_returns": list(self.finished_returns), "finished_lengths": list(self.finished_lengths)}
 
     def load_state_dict(self, state: dict) -> None:
+        """Take the normalisation statistics; a training env also continues the saved episodes (an
+        evaluation env, given the training env's state to freeze its statistics, runs its own)."""
         if self.obs_rms is not None and state["obs_rms"] is not None:
             self.obs_rms.load_state_dict(state["obs_rms"])
         if self.return_rms is not None and state["return_rms"] is not None:
             self.return_rms.load_state_dict(state["return_rms"])
+        if not self.training:
+            return
+        self.steps = state.get("steps", 0)
+        episodes = state.get("episodes")
+        problem = state.get("unsaved") if "episodes" in state else "the checkpoint holds no env state"
+        if episodes is not None:
+            problem = self.load_episodes(episodes)
+        if problem is not None:
+            # Fresh episodes, seeded by the step so that they differ from those of the first start.
+            self.seed += self.steps
+            log.warning("env %s: episodes in flight cannot be continued (%s); the resumed run starts fresh episodes",
+                        self.cfg.id, problem)
+
+    def load_episodes(self, episodes: dict) -> str | None:
+        """Restore the saved episodes; returns what went wrong, or None."""
+        if (episodes["env_id"], episodes["num_envs"]) != (self.cfg.id, self.num_envs):
+            return (f"they are {episodes['num_envs']} episodes of {episodes['env_id']}, "
+                    f"not {self.num_envs} of {self.cfg.id}")
+        if not isinstance(self.envs, SerialEnvs):
+            return "the async vector backend keeps its envs in worker processes"
+        try:
+            self.restored_obs = self.envs.load_state_dict(episodes)
+        except EnvStateError as error:
+            return str(error)
+        set_generator_state(self.action_space, episodes["action_space"])
+        self.episode_return[:] = episodes["episode_return"].numpy()
+        self.episode_length[:] = episodes["episode_length"].numpy()
+        self.discounted_return = episodes["discounted_return"].numpy().copy()
+        self.finished_returns = list(episodes["finished_returns"])
+        self.finished_lengths = list(episodes["finished_lengths"])
+        self.started = True
+        return None
 
     def close(self) -> None:
         self.envs.close()

@@ -1,0 +1,117 @@
+"""Exact resume: an env restored from a checkpoint continues its episodes bit-for-bit, and a run
+trained to N steps then resumed to 2N ends with the metrics and weights of a run trained to 2N in one go."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import pytest
+import torch
+from helpers import load_conf
+
+from rlrun.envs import VecEnv, env_config
+
+# (env config, max_episode_steps override): limits short enough that an episode is truncated within
+# the steps after the restore. With random actions CartPole and Hopper (10-50 steps) also terminate.
+EXACT_ENVS = [("CartPole", 15), ("Pendulum", 40), ("HalfCheetah", 40), ("Hopper", 25), ("Ant", 40)]
+
+
+def make(name: str, seed: int, num_envs: int = 2, backend: str = "sync", training: bool = True,
+         **overrides) -> VecEnv:
+    return VecEnv(env_config(load_conf("env", name, **overrides)), num_envs, seed, backend, 0.99, training)
+
+
+def through_checkpoint(state: dict) -> dict:
+    """What a resumed run reads back: torch.save, then torch.load with weights_only=True."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def random_actions(env: VecEnv, rng: np.random.Generator) -> np.ndarray:
+    space = env.action_space
+    if env.continuous:
+        return rng.uniform(space.low, space.high, (env.num_envs, *space.shape)).astype(np.float32)
+    return rng.integers(space.n, size=env.num_envs)
+
+
+def assert_same_step(first: tuple, second: tuple, where: str) -> None:
+    for name, a, b in zip(("obs", "reward", "terminated", "truncated", "final_obs"), first, second, strict=True):
+        if a is None or b is None:
+            assert a is None and b is None, f"{where}: final_obs given by one env only"
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=f"{where}: {name} differs")
+
+
+@pytest.mark.parametrize(("name", "limit"), EXACT_ENVS)
+def test_restored_env_continues_mid_episode_bit_for_bit(name, limit):
+    rng = np.random.default_rng(1)
+    original = make(name, seed=3, max_episode_steps=limit)
+    obs = original.reset()
+    for _ in range(limit // 2 + 3):  # mid-episode, with reward and observation statistics under way
+        obs, *_ = original.step(random_actions(original, rng))
+    state = through_checkpoint(original.state_dict())
+
+    restored = make(name, seed=99, max_episode_steps=limit)  # another seed: everything comes from the state
+    restored.load_state_dict(state)
+    np.testing.assert_array_equal(restored.reset(), obs)
+    truncations = terminations = 0
+    for t in range(4 * limit):
+        actions = random_actions(original, rng)
+        first, second = original.step(actions), restored.step(actions)
+        assert_same_step(first, second, f"{name} step {t} after the restore")
+        truncations += int(first[3].sum())
+        terminations += int(first[2].sum())
+    assert truncations > 0, f"no time-limit truncation after the restore in {name}"
+    assert terminations > 0 or name not in ("CartPole", "Hopper"), f"no termination after the restore in {name}"
+    assert original.pop_episodes() == restored.pop_episodes()
+    np.testing.assert_array_equal(original.obs_rms.mean if original.obs_rms else 0,
+                                  restored.obs_rms.mean if restored.obs_rms else 0)
+    original.close()
+    restored.close()
+
+
+def test_a_reset_with_a_seed_after_a_restore_starts_new_episodes():
+    original = make("CartPole", seed=3)
+    original.reset()
+    original.step(np.array([0, 1]))
+    restored = make("CartPole", seed=3)
+    restored.load_state_dict(through_checkpoint(original.state_dict()))
+    np.testing.assert_array_equal(restored.reset(seed=7), make("CartPole", seed=7).reset())
+
+
+def test_evaluation_env_takes_the_statistics_but_not_the_training_episodes():
+    train = make("Pendulum", seed=0, num_envs=1)
+    train.reset()
+    for _ in range(30):
+        train.step(np.array([[1.0]]))
+    evaluation = make("Pendulum", seed=5, num_envs=1, training=False)
+    evaluation.load_state_dict(train.state_dict())
+    fresh = make("Pendulum", seed=5, num_envs=1, training=False)
+    fresh.load_state_dict(train.state_dict())
+    obs = evaluation.reset(seed=5)
+    np.testing.assert_array_equal(obs, fresh.reset(seed=5))
+    np.testing.assert_array_equal(evaluation.obs_rms.mean, train.obs_rms.mean)
+
+
+def test_env_that_cannot_be_saved_says_so_once_and_starts_fresh_episodes(caplog):
+    # The async backend's envs live in worker processes: their state does not reach the checkpoint.
+    original = make("CartPole", seed=3, backend="async")
+    try:
+        original.reset()
+        for _ in range(5):
+            original.step(np.array([0, 1]))
+        state = through_checkpoint(original.state_dict())
+    finally:
+        original.close()
+    assert state["episodes"] is None and "async" in state["unsaved"]
+    restored = make("CartPole", seed=3)
+    with caplog.at_level(logging.WARNING, logger="rlrun"):
+        restored.load_state_dict(state)
+    (record,) = [r for r in caplog.records if r.name == "rlrun"]
+    assert "fresh episodes" in record.getMessage() and "async" in record.getMessage()
+    # Fresh episodes seeded by the step count, so they are not the first start's episodes again.
+    np.testing.assert_array_equal(restored.reset(), make("CartPole", seed=3 + 10).reset())
