@@ -265,11 +265,14 @@ def polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
     with torch.no_grad():
         for t, p in zip(target.parameters(), online.parameters(), strict=True):
             t.mul_(1 - tau).add_(tau * p)
+        for (name, t), p in zip(target.named_buffers(), online.buffers(), strict=True):
+            if "running_" in name:  # batch norm's running statistics follow too (num_batches_tracked not)
+                t.mul_(1 - tau).add_(tau * p)
 
 
 def assert_same_modules(fast: nn.Module, reference: nn.Module) -> None:
     for (name, a), b in zip(fast.state_dict().items(), reference.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_ddpg_update_matches_a_plain_reference_update():
@@ -297,6 +300,35 @@ def test_ddpg_update_matches_a_plain_reference_update():
     for fast, reference in [(algo.actor, actor), (algo.critic, critic), (algo.actor_target, actor_t),
                             (algo.critic_target, critic_t)]:
         assert_same_modules(fast, reference)
+
+
+def test_ddpg_with_batch_norm_takes_the_gradients_of_plain_train_mode_batch_norm():
+    """Recording the minibatch once changes no gradient: the actor's is that of a plain train-mode
+    forward through the critic (batch statistics), whose running statistics are then put back. One
+    step: in train mode the biases that only shift a batch-norm input have a gradient of exactly 0,
+    and Adam would turn its rounding noise into steps of ~lr that differ with the summation order."""
+    algo = make("ddpg", network={"hidden_sizes": [16, 16], "batch_norm": True})
+    fill(algo, 300)
+    actor, critic = copy.deepcopy(algo.actor), copy.deepcopy(algo.critic)
+    actor_t, critic_t = copy.deepcopy(algo.actor_target), copy.deepcopy(algo.critic_target)
+    cfg = algo.cfg
+    critic_opt = plain_adam(critic, cfg.critic_lr, cfg.critic_weight_decay)
+    batch = algo.replay.sample(64, algo.generator, algo.device)
+    algo.train_step(batch)
+    s, a, r, s2, d = (batch[k] for k in ("obs", "actions", "rewards", "next_obs", "terminated"))
+    with torch.no_grad():
+        y = r + cfg.gamma * (1 - d) * critic_t(s2, actor_t(s2))
+    critic_opt.zero_grad()
+    ((critic(s, a) - y) ** 2).mean().backward()
+    critic_opt.step()
+    recorded = copy.deepcopy(dict(critic.named_buffers()))
+    (-critic(s, actor(s)).mean()).backward()
+    critic.load_state_dict({**critic.state_dict(), **recorded})
+    torch.testing.assert_close(algo.actor_flat.grad, torch.cat([p.grad.reshape(-1) for p in actor.parameters()]),
+                               rtol=1e-5, atol=1e-7)
+    assert_same_modules(algo.critic, critic)
+    for name, buffer in actor.named_buffers():
+        torch.testing.assert_close(dict(algo.actor.named_buffers())[name], buffer, msg=name)
 
 
 def test_td3_update_matches_a_plain_reference_update_with_delayed_actor_and_targets():
@@ -427,6 +459,44 @@ def test_a_learner_restored_from_its_saved_state_continues_identically(name, ove
         if key in ("actor", "critic", "actor_target", "critic_target"):
             for param, tensor in value.items():
                 torch.testing.assert_close(restored.state_dict()[key][param], tensor, rtol=0, atol=0)
+
+
+# --- batch normalisation (DDPG's, Lillicrap et al. 2015) --------------------------------------------
+
+
+def batch_norm_layers(module: nn.Module) -> list[nn.BatchNorm1d]:
+    return [m for m in module.modules() if isinstance(m, nn.BatchNorm1d)]
+
+
+@pytest.mark.parametrize("name", ["ddpg", "td3", "sac"])
+def test_each_train_step_updates_each_batch_norm_layer_once_from_the_minibatch_states(name):
+    """Issue 7, item 7: a train step records each online batch-norm layer's running statistics once
+    per minibatch (the critic's in its loss, the actor's in its update: TD3's only on delayed steps),
+    from the minibatch's states s; the targets' forwards run in eval mode and record nothing."""
+    algo = make(name, network={"hidden_sizes": [16, 16], "batch_norm": True})
+    fill(algo, 300)
+    online = {"actor": algo.actor, "critic": algo.critic}
+    targets = [algo.critic_target] + ([algo.actor_target] if name != "sac" else [])
+    assert all(batch_norm_layers(m) for m in [*online.values(), *targets])
+    obs_dim = algo.env.observation_space.shape[0]
+    for step in range(4):
+        batch = algo.replay.sample(64, algo.generator, algo.device)
+        before = {key: [(bn.num_batches_tracked.item(), bn.running_mean.clone()) for bn in batch_norm_layers(m)]
+                  for key, m in online.items()}
+        algo.train_step(batch)
+        actor_updated = name != "td3" or step % algo.cfg.policy_delay == 0
+        algo.gradient_updates += 1
+        for key, module in online.items():
+            expected = 1 if key == "critic" or actor_updated else 0
+            for i, bn in enumerate(batch_norm_layers(module)):
+                count_before, mean_before = before[key][i]
+                assert bn.num_batches_tracked.item() - count_before == expected, (key, i, step)
+                if bn.num_features == obs_dim:  # a layer on the state input (hidden layers have 16)
+                    moved = (1 - bn.momentum) * mean_before + bn.momentum * batch["obs"].mean(0)
+                    torch.testing.assert_close(bn.running_mean, moved if expected else mean_before)
+        for target in targets:
+            assert not target.training
+            assert all(bn.num_batches_tracked.item() == 0 for bn in batch_norm_layers(target))
 
 
 # --- exploration noise ----------------------------------------------------------------------------

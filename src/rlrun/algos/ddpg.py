@@ -30,7 +30,7 @@ from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, one_of, rule
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
-from rlrun.nets.continuous import QCritic, DeterministicActor, acting, batch_norm_stats
+from rlrun.nets.continuous import QCritic, DeterministicActor, acting, batch_norm_stats, batch_statistics_only
 from rlrun.nets.flat import flatten_parameters
 from rlrun.nets.mlp import MLPConfig
 
@@ -222,8 +222,9 @@ class DDPG(OffPolicy):
         critic_loss.backward()
         self.critic_optimizer.step()
 
-        # eq. 6: ascend Q(s, mu(s)) through the chain rule grad_a Q * grad_theta mu.
-        with frozen(self.critic_params):
+        # eq. 6: ascend Q(s, mu(s)) through the chain rule grad_a Q * grad_theta mu. The critic's batch
+        # norm recorded this minibatch's states in its loss above: here it only normalises with them.
+        with frozen(self.critic_params), batch_statistics_only(self.critic):
             actor_loss = -self.critic(obs, self.actor(obs)).mean()
             self.actor_flat.grad.zero_()
             actor_loss.backward()

@@ -29,7 +29,7 @@ from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, rule
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
-from rlrun.nets.continuous import SquashedGaussianActor, TwinQ, acting
+from rlrun.nets.continuous import SquashedGaussianActor, TwinQ, acting, batch_statistics_only
 from rlrun.nets.flat import flatten_parameters
 from rlrun.nets.mlp import MLPConfig
 
@@ -121,7 +121,9 @@ class SAC(OffPolicy):
         cfg = self.cfg
         obs, actions, next_obs = batch["obs"], batch["actions"], batch["next_obs"]
         alpha = self.log_alpha.detach().exp()
-        with torch.no_grad():
+        # With network.batch_norm, each layer records one batch per step, of the minibatch's states s:
+        # the actor's in its own loss below, the critics' in theirs; other forwards only normalise.
+        with torch.no_grad(), batch_statistics_only(self.actor):
             next_action, next_log_prob = self.actor.sample(next_obs, self.update_generator)
             y = soft_q_target(batch["rewards"], batch["terminated"], *self.critic_target(next_obs, next_action),
                               next_log_prob, alpha, cfg.gamma)
@@ -135,7 +137,7 @@ class SAC(OffPolicy):
         # eq. 9 with the reparameterised action (eq. 8): the gradient reaches phi through a~ and
         # log pi; the critics' weights are constants here.
         action, log_prob = self.actor.sample(obs, self.update_generator)
-        with frozen(self.critic_params):
+        with frozen(self.critic_params), batch_statistics_only(self.critic):
             actor_loss = (alpha * log_prob - torch.minimum(*self.critic(obs, action))).mean()
             self.actor_flat.grad.zero_()
             actor_loss.backward()
@@ -175,5 +177,7 @@ class SAC(OffPolicy):
             self.log_alpha.copy_(state["log_alpha"])
         if self.alpha_optimizer is not None:
             self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
-        if "update_generator" in state:
+        # A CUDA run draws update noise from a CUDA generator, a CPU run from its own generator
+        # (ddpg.noise_generator): a GPU run's checkpoint resumes on the CPU without that state.
+        if "update_generator" in state and self.update_generator is not self.generator:
             self.update_generator.set_state(state["update_generator"])

@@ -25,7 +25,7 @@ from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, rule
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
-from rlrun.nets.continuous import DeterministicActor, TwinQ, acting
+from rlrun.nets.continuous import DeterministicActor, TwinQ, acting, batch_statistics_only
 from rlrun.nets.flat import flatten_parameters
 from rlrun.nets.mlp import MLPConfig
 
@@ -130,8 +130,9 @@ class TD3(OffPolicy):
         metrics = {"train/critic_loss": critic_loss.detach(), "train/q": q1.detach().mean()}
 
         if self.gradient_updates % cfg.policy_delay == 0:
-            # Delayed policy update: the deterministic policy gradient through Q_1 alone.
-            with frozen(self.critic_params):
+            # Delayed policy update: the deterministic policy gradient through Q_1 alone (whose batch
+            # norm, if any, recorded this minibatch in the critics' loss: here it only normalises).
+            with frozen(self.critic_params), batch_statistics_only(self.critic):
                 actor_loss = -self.critic.q1(obs, self.actor(obs)).mean()
                 self.actor_flat.grad.zero_()
                 actor_loss.backward()
@@ -155,5 +156,7 @@ class TD3(OffPolicy):
         super().load_state_dict(state)
         for name in ("actor", "critic", "actor_target", "critic_target", "actor_optimizer", "critic_optimizer"):
             getattr(self, name).load_state_dict(state[name])
-        if "update_generator" in state:
+        # A CUDA run draws update noise from a CUDA generator, a CPU run from its own generator
+        # (ddpg.noise_generator): a GPU run's checkpoint resumes on the CPU without that state.
+        if "update_generator" in state and self.update_generator is not self.generator:
             self.update_generator.set_state(state["update_generator"])

@@ -68,6 +68,25 @@ def acting(module: nn.Module) -> Iterator[None]:
         module.train()
 
 
+@contextmanager
+def batch_statistics_only(module: nn.Module) -> Iterator[None]:
+    """Batch norm in training mode that normalises with the batch's statistics but does not record
+    them. A train step forwards a minibatch through a network more than once (DDPG's critic: in its
+    own loss, then under the actor's); the running statistics that acting and the targets use are a
+    moving average over training minibatches (Ioffe & Szegedy 2015), and recording one twice would
+    move them at 1 - (1 - momentum)^2 instead of the momentum set, or (SAC's s') mix in other states.
+    Only the forward that records runs outside this context. A no-op in eval mode or without batch norm."""
+    layers = [m for m in module.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for layer in layers:
+        layer.track_running_stats = False  # in train mode: batch statistics, running ones untouched
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.track_running_stats = True
+
+
 class QCritic(nn.Module):
     """Q(s, a) -> one value per row."""
 
