@@ -1,0 +1,54 @@
+"""A checkpoint written by a hardware=gpu run loads into the same algorithm on a CPU-only machine.
+
+The files themselves come from scripts/gpu_check.sh on a machine with CUDA (and are checked with
+scripts/gpu_check_load.py); these tests hold what can be proven without one.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+import torch
+from helpers import CPU, load_conf
+
+from rlrun.algos.sac import SAC
+from rlrun.algos.td3 import TD3
+from rlrun.envs import VecEnv, env_config
+from rlrun.nets import network_config
+
+ALGOS = {"sac": SAC, "td3": TD3}
+
+
+def make(name: str, seed: int = 0):
+    node = load_conf("algo", name)
+    algo_cfg = ALGOS[name].parse_config({k: v for k, v in node["algo"].items() if k != "_target_"})
+    env = VecEnv(env_config({**load_conf("env", "Pendulum"), **node["env"]}), algo_cfg.num_envs, seed, "sync",
+                 algo_cfg.gamma)
+    net = network_config({**load_conf("network", "mlp"), **node["network"], "hidden_sizes": [16, 16]})
+    return ALGOS[name](algo_cfg, env, net, CPU, seed, 10_000)
+
+
+def cuda_generator_state(seed: int, offset: int) -> torch.Tensor:
+    """What torch.Generator("cuda").get_state() returns (CUDAGeneratorImpl::get_state): the Philox
+    seed (uint64) and offset (int64), 16 bytes; a CPU generator's state is 5,056 bytes."""
+    return torch.tensor(list(struct.pack("<Qq", seed, offset)), dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("name", ["sac", "td3"])
+def test_update_noise_generator_of_a_cuda_run_does_not_break_loading_on_cpu(name):
+    # On CUDA, SAC and TD3 draw the noise inside an update from a CUDA generator (torch cannot draw
+    # CUDA tensors from a CPU one) and checkpoint its state as "update_generator"; on the CPU they
+    # draw it from the run's own generator. A GPU run's checkpoint must still load on the CPU.
+    trained = make(name, seed=3)
+    for _ in range(5):
+        torch.rand(7, generator=trained.generator)  # move the run's generator off its seed
+    state = trained.state_dict()
+    state["update_generator"] = cuda_generator_state(seed=4, offset=128)
+
+    fresh = make(name, seed=0)
+    fresh.load_state_dict(state)
+
+    # The run's own generator continues from the checkpoint, not from the CUDA generator's state.
+    assert torch.equal(fresh.generator.get_state(), trained.generator.get_state())
+    assert torch.equal(torch.rand(5, generator=fresh.generator), torch.rand(5, generator=trained.generator))
