@@ -198,6 +198,27 @@ def test_state_dict_round_trips_through_a_weights_only_load():
     np.testing.assert_array_equal(other.q_values(obs), algo.q_values(obs))
 
 
+def test_a_dqn_restored_from_its_state_dict_evaluates_with_the_same_epsilon_draws():
+    """Issue 7, item 7: the evaluation generator (eval_epsilon's draws) is in the checkpoint, so a
+    resumed run takes the same evaluation actions as the run that wrote it."""
+    algo = make_dqn(eval_epsilon=0.5)
+    for metrics in algo.learn():
+        if algo.gradient_updates > 0:
+            break
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    algo.act(obs)  # an evaluation before the checkpoint moves the evaluation stream
+    buffer = io.BytesIO()
+    torch.save(algo.state_dict(), buffer)
+    buffer.seek(0)
+    restored = make_dqn(eval_epsilon=0.5, seed=1)
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    original = [algo.act(obs) for _ in range(5)]
+    resumed = [restored.act(obs) for _ in range(5)]
+    assert 0 < np.mean([(a != algo.q_values(obs).argmax(1)).mean() for a in original]) < 0.5  # some random
+    for a, b in zip(original, resumed, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_replay_larger_than_memory_is_refused_before_allocating():
     with pytest.raises(ConfigError, match="algo.buffer_size"):
         make_dqn(buffer_size=10**13)

@@ -210,8 +210,10 @@ class DQN(OffPolicy):
     # --- checkpointing --------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
+        # The evaluation generator too: a resumed run draws the same eval_epsilon actions.
         return {**super().state_dict(), "net": self.net.state_dict(), "target_net": self.target_net.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "target_updated_at": self.target_updated_at}
+                "optimizer": self.optimizer.state_dict(), "target_updated_at": self.target_updated_at,
+                "eval_generator": self.eval_generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -220,6 +222,8 @@ class DQN(OffPolicy):
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.target_updated_at = state["target_updated_at"]
+        if "eval_generator" in state:  # absent from checkpoints written before it was saved
+            self.eval_generator.set_state(state["eval_generator"])
         if self.numpy_q is not None and not self.numpy_q.live:
             self.numpy_q.refresh()
 
