@@ -54,7 +54,7 @@ def test_fast_update_matches_reference_update(env_name):
     reference_net = copy.deepcopy(algo.net)  # a plain module: deepcopy gives each parameter its own storage
     initial_weight = algo.net.critic[0].weight.detach().clone()
     generator_state = algo.generator.get_state()
-    lr = algo.cfg.learning_rate * (1 - algo.global_step / algo.total_steps)
+    lr = algo.cfg.learning_rate  # the first update runs at the initial rate
     algo.update()
     reference_update(algo, reference_net, generator_state, lr)
     for (name, fast), reference in zip(algo.net.named_parameters(), reference_net.parameters(), strict=True):
@@ -79,12 +79,51 @@ def test_kl_penalty_objective_adapts_beta_after_each_update():
     assert algo.kl_beta == 2.0  # d far above 1.5 d_targ: beta doubles
 
 
-def test_learning_rate_anneals_linearly_to_zero():
+def test_learning_rate_anneals_linearly_from_the_initial_rate_at_the_first_update():
+    # CleanRL: frac = 1 - (iteration - 1) / num_iterations, so the first of 4 updates runs at lr0 and
+    # the last at lr0 / 4, not at 0.
     algo = make_ppo("CartPole", num_envs=1, num_steps=100, num_minibatches=1, update_epochs=1)
     algo.total_steps = 400
     rates = [m["train/learning_rate"] for m, _ in zip(algo.learn(), range(4))]
     lr0 = algo.cfg.learning_rate
-    assert rates == pytest.approx([lr0 * 0.75, lr0 * 0.5, lr0 * 0.25, 0.0])
+    assert rates == pytest.approx([lr0, lr0 * 0.75, lr0 * 0.5, lr0 * 0.25])
+
+
+def epoch_kls(algo) -> tuple[list[float], dict]:
+    """Run one update of `algo` (its rollout collected) and return each epoch's mean approx KL, read
+    from the minibatch statistics its loss returns."""
+    stats = []
+    loss = algo.loss
+
+    def spy(mb):
+        out = loss(mb)
+        stats.append(out[1][3].item())
+        return out
+
+    algo.loss = spy
+    metrics = algo.update()
+    per_epoch = algo.cfg.num_minibatches
+    kls = [float(np.mean(stats[i : i + per_epoch])) for i in range(0, len(stats), per_epoch)]
+    return kls, metrics
+
+
+def test_target_kl_stops_after_the_first_epoch_whose_own_kl_exceeds_it():
+    settings = dict(num_envs=2, num_steps=64, num_minibatches=4, update_epochs=8)
+    reference = make_ppo("Pendulum", **settings)
+    reference.next_obs = reference.env.reset()
+    reference.collect_rollout()
+    kls, _ = epoch_kls(reference)
+    assert kls[0] < kls[1]  # the policy moves away from pi_old epoch by epoch
+    # Above the mean of epochs 1 and 2 (what a running mean over the epochs would compare), below
+    # epoch 2's own KL: the update must end after epoch 2.
+    target = (kls[1] + (kls[0] + kls[1]) / 2) / 2
+    algo = make_ppo("Pendulum", target_kl=target, **settings)
+    algo.next_obs = algo.env.reset()
+    algo.collect_rollout()
+    stopped_kls, metrics = epoch_kls(algo)
+    assert len(stopped_kls) == 2 and metrics["train/epochs_run"] == 2.0 and metrics["train/stopped_early"] == 1.0
+    assert metrics["train/last_epoch_approx_kl"] == pytest.approx(kls[1], rel=1e-5)
+    assert stopped_kls == pytest.approx(kls[:2], rel=1e-5)
 
 
 def test_state_dict_round_trip_continues_identically():
@@ -146,3 +185,27 @@ def test_numpy_acting_samples_follow_the_distribution_and_report_its_log_prob(di
         np.testing.assert_allclose(actions.std(0), [0.5, 2.0], rtol=0.03)
     else:
         np.testing.assert_allclose(np.bincount(actions, minlength=3) / len(actions), [1 / 8, 2 / 8, 5 / 8], atol=0.01)
+
+
+def test_ppo_kl_composes_without_value_clipping_and_its_loss_uses_the_plain_squared_error():
+    from helpers import CONF
+    from hydra import compose, initialize_config_dir
+
+    from rlrun.algos.ppo import value_loss
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        composed = compose("config", overrides=["algo=ppo_kl", "env=Pendulum"])
+    algo_cfg = {k: v for k, v in composed.algo.items() if k != "_target_"}
+    assert algo_cfg["objective"] == "kl_penalty" and algo_cfg["clip_vloss"] is False
+    algo = make_ppo("Pendulum", **algo_cfg)
+    algo.next_obs = algo.env.reset()
+    algo.collect_rollout()
+    mb = algo.buffer.flat_tensors(torch.device("cpu"))
+    with torch.no_grad():
+        algo.net.critic[-1].bias.sub_(3.0)  # the value moves far beyond old_value +- clip_coef
+        values = algo.net.value(mb["obs"])
+    _, stats = algo.loss(mb)
+    plain = value_loss(values, mb["values"], mb["returns"], None)
+    clipped = value_loss(values, mb["values"], mb["returns"], algo.cfg.clip_coef)
+    assert not torch.isclose(plain, clipped)
+    torch.testing.assert_close(stats[1], plain)

@@ -146,20 +146,27 @@ class PPO:
     def update(self) -> dict:
         """K epochs of minibatch Adam on the surrogate objective over the last rollout."""
         cfg = self.cfg
-        if cfg.anneal_lr:
-            lr = cfg.learning_rate * max(1.0 - self.global_step / self.total_steps, 0.0)
-            self.optimizer.param_groups[0]["lr"] = lr
         batch = self.buffer.flat_tensors(self.device)
         batch_size = batch["obs"].shape[0]
+        if cfg.anneal_lr:
+            # The fraction of the budget left when this rollout began: the first update runs at the
+            # initial rate, the last at learning_rate * batch / total_steps (CleanRL's
+            # frac = 1 - (iteration - 1) / num_iterations); global_step already counts this rollout.
+            steps_before = self.global_step - batch_size
+            lr = cfg.learning_rate * max(1.0 - steps_before / self.total_steps, 0.0)
+            self.optimizer.param_groups[0]["lr"] = lr
         minibatch_size = batch_size // cfg.num_minibatches
         # Metrics stay tensors during the epochs and become numbers once, at the end (no host sync
-        # per minibatch).
+        # per minibatch; with target_kl, one per epoch).
         sums = torch.zeros(5, device=self.device)
         count = 0
+        epochs = 0
+        epoch_kl = float("nan")
         stop_early = False
         for _ in range(cfg.update_epochs):
             order = torch.randperm(batch_size, generator=self.generator).to(self.device)
             shuffled = {name: tensor[order] for name, tensor in batch.items()}
+            epoch_kl_sum = torch.zeros((), device=self.device)
             for start in range(0, batch_size, minibatch_size):
                 mb = {name: tensor[start : start + minibatch_size] for name, tensor in shuffled.items()}
                 loss, stats = self.loss(mb)
@@ -168,10 +175,18 @@ class PPO:
                 clip_grad_norm_(self.flat_params, cfg.max_grad_norm)
                 self.optimizer.step()
                 sums += stats
+                epoch_kl_sum += stats[3]
                 count += 1
-            if cfg.target_kl is not None and (sums[3] / count).item() > cfg.target_kl:
-                stop_early = True
-                break
+            epochs += 1
+            if cfg.target_kl is not None:
+                # This epoch's mean approx KL, not the mean over all epochs so far: epoch 1's KL is
+                # near 0 (its first minibatch's exactly 0) and would hold a running mean down long
+                # after the policy has moved past target_kl. CleanRL compares after each epoch too
+                # (its last minibatch's KL); SB3 per minibatch, at 1.5 x target_kl.
+                epoch_kl = (epoch_kl_sum / cfg.num_minibatches).item()
+                if epoch_kl > cfg.target_kl:
+                    stop_early = True
+                    break
         policy_loss, value_loss_, entropy, approx_kl, clip_fraction = (sums / count).tolist()
         metrics = {"train/policy_loss": policy_loss, "train/value_loss": value_loss_, "train/entropy": entropy,
                    "train/approx_kl": approx_kl, "train/clip_fraction": clip_fraction,
@@ -184,7 +199,10 @@ class PPO:
             metrics["train/kl_beta"] = self.kl_beta
             self.kl_beta = adapt_kl_beta(self.kl_beta, kl, cfg.kl_target)
         if cfg.target_kl is not None:
+            # What the early stop compared with target_kl, and how many epochs ran.
             metrics["train/stopped_early"] = float(stop_early)
+            metrics["train/last_epoch_approx_kl"] = epoch_kl
+            metrics["train/epochs_run"] = float(epochs)
         self.acting_net.refresh()
         return metrics
 
