@@ -6,8 +6,8 @@ Each entry: name -> (rlrun round, baseline round or None, baseline name); a roun
 Both sides train the same agent on HalfCheetah-v5 (separate 64x64 tanh actor and critic, orthogonal
 init, state-independent log std starting at 0, observation and reward normalisation) with the
 hyperparameters of A2C_HPARAMS / TRPO_HPARAMS below, at the thread count bench_speed.py sets for
-both. Value losses differ in form: rlrun's is 1/2 MSE, SB3's MSE, so SB3's A2C gets vf_coef / 2 (the
-same objective); TRPO's value function is fitted by Adam, which is invariant to that factor of 2.
+both. A2C's value loss is vf_coef * MSE on both sides; TRPO's value function (rlrun 1/2 MSE, SB3 MSE)
+is fitted by Adam, which is invariant to that factor of 2.
 
 A3C has no baseline here: its rounds time 1 and 2 worker processes, worker start-up (spawning a
 Python interpreter each) included, since that is part of what an A3C run costs.
@@ -85,7 +85,7 @@ def sb3_a2c_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
     venv = sb3_env(h["gamma"], h["num_envs"])
     model = SB3A2C("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, learning_rate=h["learning_rate"],
                    n_steps=h["num_steps"], gamma=h["gamma"], gae_lambda=h["gae_lambda"], ent_coef=h["ent_coef"],
-                   vf_coef=h["vf_coef"] / 2, max_grad_norm=h["max_grad_norm"], rms_prop_eps=h["optimizer_eps"],
+                   vf_coef=h["vf_coef"], max_grad_norm=h["max_grad_norm"], rms_prop_eps=h["optimizer_eps"],
                    use_rms_prop=True, normalize_advantage=h["norm_adv"], policy_kwargs=policy_kwargs())
     return timed_sb3(model, venv, budget)
 

@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from helpers import CPU, load_conf
+from rlrun.algos.a2c import A2C, actor_critic_loss
 from rlrun.algos.a3c import A3C
+from rlrun.algos.onpolicy import collect_rollout
 from rlrun.algos.reinforce import REINFORCE, reinforce_loss
 from rlrun.algos.trpo import TRPO, backtracking_line_search, conjugate_gradient, fisher_vector_product
 from rlrun.data import RolloutBuffer, compute_gae, discounted_returns, nstep_returns
@@ -121,6 +123,32 @@ def test_nstep_returns_are_gae_with_lambda_one_plus_the_value():
     returns = nstep_returns(rewards, next_values, terminated, ended, 0.9)
     gae = compute_gae(rewards, values, next_values, terminated, ended, 0.9, 1.0)
     np.testing.assert_allclose(returns, gae + values, rtol=1e-5, atol=1e-5)
+
+
+def test_a2c_value_loss_is_vf_coef_times_the_mean_squared_error_as_in_sb3():
+    # SB3 / OpenAI baselines: loss = policy_loss - ent_coef * entropy + vf_coef * mse(R, V), no 1/2.
+    algo = make_algo(A2C, "a2c", "CartPole", num_steps=8)
+    algo.next_obs = algo.env.reset()
+    algo.next_obs = collect_rollout(algo.env, algo.buffer, algo.acting_net, algo.generator, algo.next_obs)
+    algo.buffer.finish_nstep(algo.acting_net.value(algo.next_obs), 0.99)
+    batch = algo.buffer.flat_tensors(torch.device("cpu"))
+    loss, stats = actor_critic_loss(algo.net, batch, ent_coef=0.01, vf_coef=0.5, norm_adv=False)
+    with torch.no_grad():
+        logits, values = algo.net.actor(batch["obs"]), algo.net.critic(batch["obs"])[:, 0]
+        log_probs = torch.log_softmax(logits, -1).gather(1, batch["actions"][:, None])[:, 0]
+        entropy = -(torch.softmax(logits, -1) * torch.log_softmax(logits, -1)).sum(-1).mean()
+        mse = ((batch["returns"] - values) ** 2).mean()
+        expected = -(batch["advantages"] * log_probs).mean() - 0.01 * entropy + 0.5 * mse
+    torch.testing.assert_close(stats[1], mse)
+    torch.testing.assert_close(loss.detach(), expected)
+
+
+def test_a2c_learning_rate_anneals_from_the_initial_rate_at_the_first_update():
+    algo = make_algo(A2C, "a2c", "CartPole", num_steps=100, anneal_lr=True, log_interval=1)
+    algo.total_steps = 400
+    rates = [m["train/learning_rate"] for m, _ in zip(algo.learn(), range(4))]
+    lr0 = algo.cfg.learning_rate
+    assert rates == pytest.approx([lr0, lr0 * 0.75, lr0 * 0.5, lr0 * 0.25])
 
 
 # --- TRPO ------------------------------------------------------------------------------------------

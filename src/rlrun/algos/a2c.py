@@ -4,10 +4,11 @@ Algorithm S3 of the paper, with its N asynchronous actor-learners replaced by N 
 together: each iteration runs the policy for t_max steps in every env, computes the n-step returns
 R_t bootstrapped from V(s_{t_max}), and takes one gradient step on
 
-    L = -log pi(a_t|s_t) (R_t - V(s_t)) - beta H(pi(.|s_t)) + c_v 1/2 (R_t - V(s_t))^2
+    L = -log pi(a_t|s_t) (R_t - V(s_t)) - beta H(pi(.|s_t)) + c_v (R_t - V(s_t))^2
 
 (the policy gradient with advantage A_t = R_t - V(s_t) held constant, the entropy bonus of section
-4, and the value regression), averaged over the N * t_max samples, with RMSProp (the paper's
+4, and the value regression: the squared error of Algorithm S3, with no 1/2, as OpenAI baselines'
+and SB3's `vf_coef * mse`), averaged over the N * t_max samples, with RMSProp (the paper's
 optimiser) or Adam. The settings of OpenAI baselines / Stable-Baselines3 are the defaults.
 """
 
@@ -48,7 +49,12 @@ class A2CConfig:
 
 
 def make_optimizer(name: str, flat: torch.nn.Parameter, lr: float, alpha: float, eps: float) -> torch.optim.Optimizer:
-    """RMSProp as in the paper (g = alpha g + (1 - alpha) grad^2; theta -= lr grad / sqrt(g + eps)), or Adam."""
+    """torch.optim.RMSprop: v = alpha v + (1 - alpha) grad^2 from v = 0, theta -= lr grad / (sqrt(v) + eps),
+    as SB3's A2C uses by default; or Adam.
+
+    Not TensorFlow's RMSProp, which the paper and OpenAI baselines used and SB3's `RMSpropTFLike`
+    emulates: there eps is inside the square root, lr grad / sqrt(v + eps), and v starts at 1.
+    """
     if name == "rmsprop":
         return torch.optim.RMSprop([flat], lr=lr, alpha=alpha, eps=eps)
     return torch.optim.Adam([flat], lr=lr, eps=eps, fused=flat.device.type in ("cpu", "cuda"))
@@ -64,7 +70,7 @@ def actor_critic_loss(net: ActorCritic, batch: dict[str, torch.Tensor], ent_coef
     if norm_adv:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     policy_loss = -(advantages * log_probs).mean()
-    value_loss = 0.5 * (batch["returns"] - values).square().mean()
+    value_loss = (batch["returns"] - values).square().mean()
     entropy = net.dist.entropy(params).mean()
     loss = policy_loss - ent_coef * entropy + vf_coef * value_loss
     return loss, torch.stack([policy_loss, value_loss, entropy]).detach()
@@ -131,7 +137,10 @@ class A2C:
             # GAE(lambda) advantages (Schulman et al. 2016), an option of OpenAI baselines and SB3.
             self.buffer.finish(last_values, cfg.gamma, cfg.gae_lambda)
         if cfg.anneal_lr:
-            self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(1 - self.global_step / self.total_steps, 0)
+            # The fraction of the budget left when this rollout began (global_step already counts
+            # it): the first update runs at the initial rate, as CleanRL's and SB3's schedules.
+            steps_before = self.global_step - cfg.num_envs * cfg.num_steps
+            self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(1 - steps_before / self.total_steps, 0)
         loss, stats = actor_critic_loss(self.net, self.buffer.flat_tensors(self.device), cfg.ent_coef, cfg.vf_coef,
                                         cfg.norm_adv)
         self.flat_params.grad.zero_()

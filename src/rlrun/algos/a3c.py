@@ -115,7 +115,8 @@ def worker(args: WorkerArgs) -> None:
             buffer.finish_nstep(acting_net.value(obs), cfg.gamma)  # R <- V(s_t_max), R <- r_i + gamma R
             if cfg.anneal_lr:
                 optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(1 - step / args.total_steps, 0)
-            loss, stats = actor_critic_loss(local_net, buffer.flat_tensors(device), cfg.ent_coef, cfg.vf_coef,
+            # a3c.yaml's vf_coef weighs 1/2 (R - V)^2; actor_critic_loss's value term is the plain MSE.
+            loss, stats = actor_critic_loss(local_net, buffer.flat_tensors(device), cfg.ent_coef, cfg.vf_coef / 2,
                                             norm_adv=False)
             local_params.grad.zero_()
             loss.backward()  # d theta' ...
