@@ -65,7 +65,8 @@ def build(state: dict):
     algo_items.update({k: v for k, v in CHECK_OVERRIDES.items() if k in algo_items})
     algo_cfg = algo_cls.parse_config(algo_items)
     env_cfg = env_config(cfg["env"])
-    hw = Hardware(torch.device("cpu"), 1, "sync", cfg["hardware"]["workers"])
+    # At most 2 A3C workers: the checkpoint does not depend on how many wrote it, and a laptop has few cores.
+    hw = Hardware(torch.device("cpu"), 1, "sync", min(cfg["hardware"]["workers"], 2))
     torch.set_num_threads(1)
     gamma = getattr(algo_cfg, "gamma", 0.99)
     env = VecEnv(env_cfg, getattr(algo_cfg, "num_envs", 1), cfg["seed"], "sync", gamma)

@@ -6,7 +6,12 @@ scripts/gpu_check_load.py); these tests hold what can be proven without one.
 
 from __future__ import annotations
 
+import json
+import os
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +23,7 @@ from rlrun.envs import VecEnv, env_config
 from rlrun.nets import network_config
 
 ALGOS = {"sac": SAC, "td3": TD3}
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make(name: str, seed: int = 0):
@@ -52,3 +58,23 @@ def test_update_noise_generator_of_a_cuda_run_does_not_break_loading_on_cpu(name
     # The run's own generator continues from the checkpoint, not from the CUDA generator's state.
     assert torch.equal(fresh.generator.get_state(), trained.generator.get_state())
     assert torch.equal(torch.rand(5, generator=fresh.generator), torch.rand(5, generator=trained.generator))
+
+
+@pytest.mark.slow
+def test_gpu_check_rehearsed_on_cpu_keeps_checkpoints_that_load_into_their_algorithms(tmp_path):
+    # The script the lead runs on a lent GPU machine, rehearsed with hardware=cpu in both slots and
+    # tiny budgets on Pendulum: every run passes its checks, and the kept checkpoints load into
+    # PPO, SAC and A3C in a process that sees no GPU (scripts/gpu_check_load.py).
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--cpu-only", "--env", "Pendulum",
+                           "--scale", "0.02", "--a3c-workers", "1", "--load-check", "--budget-seconds", "400"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert report["failed"] == [] and report["load_check"] == "exit 0"
+    assert sorted(p.name for p in out.glob("*.pt")) == ["a3c_gpu_last.pt", "ppo_gpu_last.pt", "sac_gpu_last.pt"]
+    assert {(r["label"], r["profile"]) for r in report["results"]} == {
+        (label, slot) for label in ("ppo", "sac", "a3c") for slot in ("gpu", "cpu")}
+    assert all(r["steps_per_second"] > 0 for r in report["results"])
+    assert "ALL LOADED" in done.stdout
