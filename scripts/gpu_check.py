@@ -277,7 +277,7 @@ def main() -> int:
     parser.add_argument("--only", default="ppo,sac,a3c", help="comma-separated subset of ppo,sac,a3c")
     parser.add_argument("--a3c-workers", type=int, default=8, help="A3C actor-learner processes (hardware.workers)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget (e.g. 0.1 for a smoke test)")
-    parser.add_argument("--budget-seconds", type=float, default=270.0, help="stop starting runs after this long")
+    parser.add_argument("--budget-seconds", type=float, default=240.0, help="stop starting runs after this long")
     parser.add_argument("--run-timeout", type=float, default=120.0, help="kill one run after this long")
     parser.add_argument("--load-check", action="store_true",
                         help="also load the kept checkpoints here in a process that sees no GPU")

@@ -11,7 +11,13 @@
 # A lent GPU machine has torch but no gymnasium, MuJoCo or Hydra and no network: those travel as
 # wheels in .whl/ (ignored by git, carried by the device tool), installed here with --no-deps into
 # /tmp/site when they do not import. GPU_CHECK_WHEELS names another wheel folder, PYTHON another
-# interpreter (default python3, the one that holds torch there).
+# interpreter (default python3, the one that holds torch there). The wheels for the lent machines'
+# Python 3.12 (echo /.whl/ >> .git/info/exclude first), as the device README describes:
+#   P="--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64"
+#   pip download --no-deps --only-binary=:all: $P -d .whl gymnasium==1.4.0 farama-notifications==0.0.6 \
+#       mujoco==4.0.0 mujoco-core==4.0.0 glfw==2.11.0 pyopengl==3.1.10 hydra-core==1.3.8 omegaconf==2.3.1
+#   pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3   # sdist only on PyPI; pure Python
+# (mujoco-studio, the viewer, is left out: training never imports it, and it would need websockets.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
