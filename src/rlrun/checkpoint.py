@@ -36,5 +36,19 @@ def save(state: dict[str, Any], path: Path) -> None:
         os.close(dir_fd)
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write a text file the same way: a reader (or a resume after a kill or a full disk) sees the old
+    version or the new one, never a torn one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def load(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)

@@ -7,7 +7,9 @@ and W&B run continue where they stopped.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -25,14 +27,31 @@ GROUPS = ("algo", "env", "network", "hardware", "logger")
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def task(cfg: DictConfig) -> float:
-    from rlrun.run import run  # imported here so that `rlrun --help` stays fast
+    from hydra.core.hydra_config import HydraConfig
+
+    from rlrun.run import RunError, run  # imported here so that `rlrun --help` stays fast
 
     try:
         return run(cfg)
-    except (ConfigError, FloatingPointError) as error:
-        # Bad input, or a loss gone NaN (the last good checkpoint is kept). SystemExit passes through
+    except ConfigError as error:
+        remove_if_only_log(Path(HydraConfig.get().runtime.output_dir))
+        sys.exit(f"rlrun: error: {error}")
+    except RunError as error:
+        # A loss gone NaN or a full disk (the last good checkpoint is kept). SystemExit passes through
         # Hydra's job runner (which would print a second report) and stops a multirun.
         sys.exit(f"rlrun: error: {error}")
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        sys.exit(f"rlrun: error: disk full writing {error.filename or 'the run directory'}; files already "
+                 "written (checkpoints/last.pt included) are kept: free space, then resume the run")
+
+
+def remove_if_only_log(run_dir: Path) -> None:
+    """A command refused at the config check leaves no run directory behind: Hydra made it (with its log
+    file) before the check ran."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {"cli.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _key(override: str) -> str:
@@ -54,8 +73,16 @@ def expand_resume(argv: list[str]) -> list[str]:
                           "pass a directory under outputs/ made by rlrun")
     if not (run_dir / "checkpoints" / "last.pt").exists():
         raise ConfigError(f"resume={values[-1]}: no checkpoints/last.pt there to resume from")
-    original = yaml.safe_load(overrides_file.read_text()) or []
-    choices = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]
+    try:
+        original = yaml.safe_load(overrides_file.read_text()) or []
+        choices = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]
+        if not (isinstance(original, list) and all(isinstance(o, str) for o in original)):
+            raise ValueError("overrides.yaml is not a list of overrides")
+        choices["algo"], choices["env"]  # noqa: B018 -- both must be there
+    except (OSError, yaml.YAMLError, ValueError, TypeError, KeyError) as error:
+        raise ConfigError(f"resume={values[-1]}: its .hydra/ files cannot be read ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else 'empty'}); "
+                          "restore them or start a new run") from None
     for arg in argv:
         key, _, value = arg.partition("=")
         if key in ("algo", "env") and value != choices[key]:
@@ -96,6 +123,26 @@ def main() -> None:
         sys.exit(f"rlrun: error: {describe_hydra_error(error)}")
     except KeyboardInterrupt as error:
         print(f"rlrun: interrupted; {error}" if str(error) else "rlrun: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def tune_main() -> None:
+    """`rlrun-tune algo=ppo env=CartPole [tune.<key>=...] [rlrun overrides]`: an Optuna study whose trials
+    are rlrun runs (see rlrun/tune.py; its keys: conf/tune/settings.yaml, search spaces: conf/tune/<algo>.yaml)."""
+    from rlrun.tune import tune
+
+    if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+        print(tune_main.__doc__.replace("\n    ", "\n"))
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        print(tune(sys.argv[1:]), flush=True)
+    except ConfigError as error:
+        sys.exit(f"rlrun-tune: error: {error}")
+    except (HydraException, OmegaConfBaseException) as error:
+        sys.exit(f"rlrun-tune: error: {describe_hydra_error(error)}")
+    except KeyboardInterrupt:
+        print("rlrun-tune: interrupted; rerun the same command to resume the study", file=sys.stderr)
         sys.exit(130)
 
 

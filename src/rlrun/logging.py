@@ -8,6 +8,7 @@ eval.csv) and the column is the rest of the name.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import sys
@@ -17,7 +18,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from rlrun.config import ConfigError, from_config, one_of, rule
+from rlrun import checkpoint
+from rlrun.config import POSITIVE, ConfigError, from_config, one_of, rule
 
 log = logging.getLogger("rlrun")
 
@@ -29,6 +31,7 @@ class WandbConfig:
     entity: str | None
     group: str | None
     tags: list[str]
+    init_timeout: float = rule(POSITIVE)
 
 
 @dataclass
@@ -47,6 +50,14 @@ class LoggerConfig:
 
 def logger_config(cfg) -> LoggerConfig:
     parsed = from_config(LoggerConfig, cfg, "logger")
+    if parsed.wandb is not None and parsed.wandb.mode == "online":
+        import wandb
+
+        try:
+            wandb.login(verify=False)  # reads WANDB_API_KEY or ~/.netrc; asks for a key only on a terminal
+        except wandb.errors.UsageError:
+            raise ConfigError("logger.wandb.mode=online needs a W&B API key: run `wandb login` or set "
+                              "WANDB_API_KEY (or log offline: logger.wandb.mode=offline)") from None
     if parsed.tensorboard:
         try:
             import tensorboard  # noqa: F401
@@ -65,19 +76,19 @@ class CSVSink:
         self.namespaces = namespaces
         self.fieldnames: list[str] | None = None
         if resume_step is not None and path.exists():
-            with open(path, newline="") as f:
-                reader = csv.DictReader(f)
-                self.fieldnames = reader.fieldnames
-                kept = [row for row in reader if int(row["global_step"]) <= resume_step]
-            self._rewrite(kept)
+            self.fieldnames, rows = read_rows(path)
+            if self.fieldnames is not None:
+                self._rewrite([row for row in rows if int(row["global_step"]) <= resume_step])
         else:
             path.unlink(missing_ok=True)
 
     def _rewrite(self, rows: list[dict]) -> None:
-        with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, self.fieldnames, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
+        # Atomic: a kill during the rewrite must leave the old file, not an empty one.
+        text = io.StringIO()
+        writer = csv.DictWriter(text, self.fieldnames, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+        checkpoint.write_text(self.path, text.getvalue())
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         row = {"global_step": step}
@@ -93,12 +104,34 @@ class CSVSink:
         elif not row.keys() <= set(self.fieldnames):
             # A metric that appears later (an off-policy loss once learning starts): widen the header
             # and rewrite the rows so far, once, with the new column empty.
-            with open(self.path, newline="") as f:
-                rows = list(csv.DictReader(f))
+            _, rows = read_rows(self.path)
             self.fieldnames = self.fieldnames + [key for key in row if key not in self.fieldnames]
             self._rewrite(rows)
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, self.fieldnames, restval="").writerow(row)
+
+
+def read_rows(path: Path) -> tuple[list[str] | None, list[dict]]:
+    """The header and rows of a metrics CSV file, without what a killed process may have left: a torn
+    last line (no newline yet, or the wrong number of fields), and rows whose step does not increase."""
+    text = path.read_text()
+    if not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]  # the last line was cut off mid-write
+    reader = csv.DictReader(io.StringIO(text), restval=None)
+    if reader.fieldnames is None:
+        return None, []
+    rows, last_step = [], -1
+    for row in reader:
+        if None in row or None in row.values():
+            continue  # more or fewer fields than the header
+        try:
+            step = int(row["global_step"])
+        except ValueError:
+            continue
+        if step > last_step:
+            rows.append(row)
+            last_step = step
+    return list(reader.fieldnames), rows
 
 
 class Logger:
@@ -115,19 +148,13 @@ class Logger:
         self.tensorboard = None
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
-            # purge_step drops events past the checkpoint when a run resumes.
-            self.tensorboard = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
+            # purge_step drops the events logged after the checkpoint when a run resumes; the checkpoint's
+            # own step was logged before it was written and is not logged again, so it stays.
+            self.tensorboard = SummaryWriter(str(run_dir / "tb"),
+                                             purge_step=None if resume_step is None else resume_step + 1)
         self.wandb_run = None
         if cfg.wandb is not None and cfg.wandb.mode != "disabled":
-            import wandb
-            self.wandb_run = wandb.init(
-                project=cfg.wandb.project, entity=cfg.wandb.entity, group=cfg.wandb.group, tags=cfg.wandb.tags,
-                mode=cfg.wandb.mode, dir=str(run_dir), id=wandb_id, resume="allow", name=run_dir.name,
-                config=run_config,
-                # A multirun's jobs share this process: each job finishes the previous job's run.
-                reinit="finish_previous",
-                settings=wandb.Settings(console="off", quiet=True, x_disable_stats=True))
-            self.wandb_run.define_metric("*", step_metric="global_step")
+            self.wandb_run = start_wandb(cfg.wandb, run_dir, run_config, wandb_id)
         show_bar = sys.stderr.isatty() if cfg.progress_bar == "auto" else bool(cfg.progress_bar)
         self.progress = tqdm(total=total_steps, initial=start_step, unit="step", unit_scale=True,
                              dynamic_ncols=True, disable=not show_bar, file=sys.stderr)
@@ -173,6 +200,32 @@ class Logger:
         if self.wandb_run is not None:
             self.wandb_run.finish()
             self.wandb_run = None
+
+
+def start_wandb(cfg: WandbConfig, run_dir: Path, run_config: dict, wandb_id: str):
+    """The W&B run; online mode waits at most `init_timeout` seconds for the server, then goes on offline
+    (the run can be uploaded later with `wandb sync`) instead of hanging or failing the run."""
+    import wandb
+
+    def init(mode: str):
+        run = wandb.init(
+            project=cfg.project, entity=cfg.entity, group=cfg.group, tags=cfg.tags, mode=mode, dir=str(run_dir),
+            id=wandb_id, resume="allow", name=run_dir.name, config=run_config,
+            # A multirun's jobs share this process: each job finishes the previous job's run.
+            reinit="finish_previous",
+            settings=wandb.Settings(console="off", quiet=True, x_disable_stats=True, init_timeout=cfg.init_timeout))
+        run.define_metric("*", step_metric="global_step")
+        return run
+
+    if cfg.mode == "online":
+        try:
+            return init("online")
+        except wandb.errors.Error as error:
+            log.warning("W&B server not reached within logger.wandb.init_timeout=%gs (%s); logging offline: "
+                        "upload later with `wandb sync %s/wandb/offline-run-*`", cfg.init_timeout,
+                        str(error).splitlines()[0], run_dir)
+            wandb.teardown()  # the failed attempt still holds the run id in W&B's service process
+    return init("offline")
 
 
 def new_run_id() -> str:

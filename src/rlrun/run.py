@@ -2,14 +2,21 @@
 
 The algorithm is a generator of metrics; everything with a side effect happens here: the loggers,
 evaluation on a separate env with frozen normalisation, checkpoints, the step budget, and stopping
-cleanly on Ctrl-C or SIGTERM (at an iteration boundary, after writing checkpoints/last.pt).
+cleanly on Ctrl-C, SIGTERM or SIGHUP (at an iteration boundary, after writing checkpoints/last.pt).
+
+`experiment()` is itself a generator that yields at each evaluation, so whoever drives it (the Hydra
+task through `run()`, the tuner, tests) can advance several runs side by side and stop one early.
+Nothing in the run directory changes until the whole config (and, on resume, the checkpoint) has
+been accepted and the directory is locked against a second process.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
+import os
 import random
 import signal
 import subprocess
@@ -17,6 +24,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -25,7 +33,6 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
@@ -38,6 +45,17 @@ from rlrun.nets import network_config
 log = logging.getLogger("rlrun")
 
 ALGO_DIR = Path(__file__).resolve().parents[2] / "conf" / "algo"
+# The config groups and the run-level keys of conf/config.yaml: anything else at the top level is a typo
+# (`+totl_steps=...`) that would otherwise train silently with the default.
+GROUP_KEYS = ("algo", "env", "network", "hardware", "logger")
+RUN_KEYS = ("seed", "total_steps", "schedule_steps", "resume", "eval", "checkpoint")
+# A loss this large means the run diverged (seen: value loss 2e14 with algo.learning_rate=1e6); the
+# largest we measured in healthy runs are critic losses of ~1e5 on unnormalised MuJoCo rewards.
+DIVERGED_LOSS = 1e8
+
+
+class RunError(RuntimeError):
+    """A run that cannot go on (a NaN, a full disk): reported as one line, keeping the last good checkpoint."""
 
 
 @dataclass
@@ -57,6 +75,7 @@ class CheckpointConfig:
 class RunConfig:
     seed: int = rule(NON_NEGATIVE)
     total_steps: int = rule(POSITIVE)
+    schedule_steps: int | None = rule(POSITIVE)
     resume: str | None
     eval: dict
     checkpoint: dict
@@ -88,8 +107,11 @@ def algorithms_for(kind: str) -> list[str]:
 
 
 class StopRequest:
-    """Turns the first SIGINT/SIGTERM into a request to stop at the next iteration boundary (so the
-    last checkpoint holds a consistent state); a second one interrupts at once."""
+    """Turns the first SIGINT/SIGTERM/SIGHUP into a request to stop at the next iteration boundary (so
+    the last checkpoint holds a consistent state); a second one interrupts at once. SIGHUP is what a
+    closed terminal or a dropped ssh session sends: it must not cost the steps since the last checkpoint."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self):
         self.requested = False
@@ -97,7 +119,7 @@ class StopRequest:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in self.SIGNALS:
                 self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -109,6 +131,35 @@ class StopRequest:
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+class RunDirLock:
+    """An exclusive lock on a run directory, held while a process trains into it: a second process
+    (two resumes of one run) stops with one line naming the holder. flock is released by the kernel
+    when the holder dies, so a killed run never leaves a stale lock."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".rlrun.lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigError(f"run directory {self.path.parent} is in use by another rlrun process "
+                              f"(pid {holder}); wait for it to finish or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
 
 
 def seed_everything(seed: int) -> None:
@@ -142,15 +193,35 @@ def package_versions() -> dict[str, str]:
 def write_json(path: Path, data: dict) -> None:
     """Strict JSON (NaN and infinities, e.g. no evaluation yet, become null), written atomically."""
     strict = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in data.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(strict, indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)
+    checkpoint.write_text(path, json.dumps(strict, indent=2, allow_nan=False) + "\n")
+
+
+def remove_leftover_temp_files(run_dir: Path) -> None:
+    """Temporary files of atomic writes that a killed process left behind (`.last.pt.<pid>.tmp`)."""
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / ".hydra"):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+
+def non_finite_tensors(state, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors in a (nested) state dict that hold a NaN or an infinity."""
+    if isinstance(state, torch.Tensor):
+        return [prefix] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return []
+    return [name for key, value in items for name in non_finite_tensors(value, f"{prefix}.{key}".lstrip("."))]
 
 
 def evaluate(algo, eval_env: VecEnv, train_env: VecEnv, episodes: int, seed: int) -> list[float]:
     """Returns of `episodes` episodes of the deterministic policy, observations normalised with the
     training statistics frozen; the same seed every time, so evaluations are comparable."""
-    eval_env.load_state_dict(train_env.state_dict())
+    normalizers = train_env.state_dict()
+    eval_env.load_state_dict({"obs_rms": normalizers["obs_rms"], "return_rms": normalizers["return_rms"]})
     obs = eval_env.reset(seed=seed)
     returns: list[float] = []
     while len(returns) < episodes:
@@ -159,16 +230,42 @@ def evaluate(algo, eval_env: VecEnv, train_env: VecEnv, episodes: int, seed: int
     return returns[:episodes]
 
 
-def run(cfg: DictConfig) -> float:
-    """Train, evaluate and checkpoint one run; returns the final mean evaluation return."""
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    algo_name = hydra_cfg.runtime.choices["algo"]
-    env_name = hydra_cfg.runtime.choices["env"]
+def run(cfg: DictConfig, run_dir: Path | None = None, algo_name: str | None = None, env_name: str | None = None,
+        on_eval: Callable[[int, float], bool] | None = None) -> float:
+    """Train one run to its budget; returns the final mean evaluation return.
 
-    # Check everything the user can get wrong before building or writing anything.
-    settings = from_config(RunConfig, {k: cfg[k] for k in ("seed", "total_steps", "resume", "eval", "checkpoint")},
-                           "config")
+    Without `run_dir`, the run directory and the algo/env names come from Hydra (the `rlrun` task), and
+    the composed config is saved under .hydra/ once it has been accepted. `on_eval(step, mean_return)`
+    is called after each evaluation; returning True stops the run there (a tuner's pruning).
+    """
+    hydra_files = None
+    if run_dir is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra_cfg = HydraConfig.get()
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        algo_name, env_name = hydra_cfg.runtime.choices["algo"], hydra_cfg.runtime.choices["env"]
+        hydra_files = {"config.yaml": cfg, "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
+                       "overrides.yaml": OmegaConf.create(list(hydra_cfg.overrides.task))}
+    evaluations = experiment(cfg, Path(run_dir), algo_name, env_name, hydra_files)
+    mean_return = math.nan
+    try:
+        while True:
+            step, mean_return = next(evaluations)
+            if on_eval is not None and on_eval(step, mean_return):
+                evaluations.close()
+                return mean_return
+    except StopIteration as finished:
+        return finished.value
+
+
+def check_config(cfg: DictConfig, algo_name: str, env_name: str):
+    """Every check of the user's input that needs no file of the run directory."""
+    unknown = [key for key in cfg if key not in (*GROUP_KEYS, *RUN_KEYS)]
+    if unknown:
+        raise ConfigError(f"unknown top-level key '{unknown[0]}'; valid keys: {', '.join(RUN_KEYS)} "
+                          f"and the groups {', '.join(GROUP_KEYS)}")
+    settings = from_config(RunConfig, {k: cfg[k] for k in RUN_KEYS if k in cfg}, "config")
     env_cfg = env_config(cfg.env)
     net_cfg = network_config(cfg.network)
     hw = hardware.resolve(cfg.hardware)
@@ -180,37 +277,103 @@ def run(cfg: DictConfig) -> float:
     if kind not in algo_cls.action_spaces:
         raise ConfigError(f"algo={algo_name} cannot act in {env_name}'s {kind} action space; "
                           f"algorithms for {kind} actions: {', '.join(algorithms_for(kind))}")
-    resumed = load_resumable(settings, run_dir, algo_name, env_name) if settings.resume else None
+    return settings, env_cfg, net_cfg, hw, log_cfg, algo_cls, algo_cfg
 
+
+def experiment(cfg: DictConfig, run_dir: Path, algo_name: str, env_name: str,
+               hydra_files: dict | None = None) -> Generator[tuple[int, float], None, float]:
+    """One run as a generator: yields (global_step, mean evaluation return) after each evaluation and
+    returns the final mean evaluation return. Closing it early stops the run as Ctrl-C does (last.pt
+    and summary.json written, `stopped_early` recorded)."""
+    settings, env_cfg, net_cfg, hw, log_cfg, algo_cls, algo_cfg = check_config(cfg, algo_name, env_name)
+    if settings.resume:
+        resumed = load_resumable(settings, run_dir, algo_name, env_name)
+    else:
+        resumed = None
+        if (run_dir / "checkpoints" / "last.pt").exists():
+            raise ConfigError(f"{run_dir} already holds a run: continue it with resume={run_dir}, or choose "
+                              "another hydra.run.dir")
+    start_step = resumed["global_step"] if resumed else 0
+    if resumed:
+        runner_state = resumed["runner"]
+        # The schedules' horizon (learning-rate annealing, epsilon decay) stays that of the run, whatever the
+        # new budget; a user extends it only by passing schedule_steps=N explicitly.
+        runner_state.setdefault("schedule_steps", resumed["config"]["total_steps"])
+        if settings.schedule_steps is not None:
+            runner_state["schedule_steps"] = settings.schedule_steps
+    else:
+        runner_state = {"wandb_id": new_run_id(), "best_return": -math.inf, "wall_seconds": 0.0,
+                        "schedule_steps": settings.schedule_steps or settings.total_steps}
+
+    # Build everything before the first write, so that a checkpoint that does not fit this config (another
+    # network shape, a truncated file) is refused with the run directory untouched.
     hardware.apply(hw)
     seed_everything(settings.seed)
-    start_step = resumed["global_step"] if resumed else 0
-    runner_state = resumed["runner"] if resumed else {"wandb_id": new_run_id(), "best_return": -math.inf,
-                                                      "wall_seconds": 0.0}
     gamma = getattr(algo_cfg, "gamma", 0.99)
     num_envs = getattr(algo_cfg, "num_envs", 1)
-    # A resumed run starts fresh episodes: seed them by the step so they differ from the first start.
-    train_env = VecEnv(env_cfg, num_envs, settings.seed + start_step, hw.vector_backend, gamma)
+    train_env = VecEnv(env_cfg, num_envs, settings.seed, hw.vector_backend, gamma)
     eval_env = VecEnv(env_cfg, 1, settings.seed + settings.eval.seed_offset, "sync", gamma, training=False)
-    algo = algo_cls(algo_cfg, train_env, net_cfg, hw, settings.seed, settings.total_steps)
-    if resumed:
-        train_env.load_state_dict(resumed["env"])
-        algo.load_state_dict(resumed["algo"])
+    lock = RunDirLock(run_dir)
+    logger = None
+    try:
+        algo = algo_cls(algo_cfg, train_env, net_cfg, hw, settings.seed, runner_state["schedule_steps"])
+        if resumed:
+            try:
+                algo.load_state_dict(resumed["algo"])
+                train_env.load_state_dict(resumed["env"])
+            except (RuntimeError, KeyError, ValueError, TypeError) as error:
+                raise ConfigError(f"resume={settings.resume}: its checkpoint does not fit this config "
+                                  f"({str(error).splitlines()[0]}); resume with the config it was made with") from None
 
-    write_manifest(run_dir, settings, hw, runner_state["wandb_id"], resumed is not None)
-    run_config = OmegaConf.to_container(cfg, resolve=True)
-    logger = Logger(log_cfg, run_dir, run_config, settings.total_steps, start_step, runner_state["wandb_id"],
-                    resuming=resumed is not None)
+        lock.acquire()
+        remove_leftover_temp_files(run_dir)
+        if hydra_files is not None:
+            (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+            for name, node in hydra_files.items():
+                checkpoint.write_text(run_dir / ".hydra" / name, OmegaConf.to_yaml(node))
+        write_manifest(run_dir, settings, hw, runner_state["wandb_id"], resumed is not None)
+        run_config = OmegaConf.to_container(cfg, resolve=True)
+        logger = Logger(log_cfg, run_dir, run_config, settings.total_steps, start_step, runner_state["wandb_id"],
+                        resuming=resumed is not None)
+        return (yield from train(settings, run_dir, algo_name, env_name, env_cfg, algo, train_env, eval_env, logger,
+                                 runner_state, run_config, start_step))
+    finally:
+        if logger is not None:
+            logger.close()
+        train_env.close()
+        eval_env.close()
+        lock.release()
+
+
+def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env_cfg, algo, train_env: VecEnv,
+          eval_env: VecEnv, logger: Logger, runner_state: dict, run_config: dict,
+          start_step: int) -> Generator[tuple[int, float], None, float]:
+    """The training loop of `experiment`, once everything is built and the run directory is locked."""
     ckpt_dir = run_dir / "checkpoints"
+    last_good = {"step": start_step if start_step else None}
 
     def save(name: str, step: int) -> None:
         algo_state = algo.state_dict()
         if not settings.checkpoint.replay:
             # An off-policy algorithm's replay buffer (key "replay") is large: kept only when asked for.
             algo_state.pop("replay", None)
-        checkpoint.save({"algo_name": algo_name, "env_name": env_name, "env_id": env_cfg.id, "global_step": step,
-                         "algo": algo_state, "env": train_env.state_dict(), "runner": dict(runner_state),
-                         "config": run_config}, ckpt_dir / name)
+        # A diverged update can leave NaN weights while the losses reported before it were finite: such a
+        # state must never replace the last good checkpoint (resuming it would only hit the NaN again).
+        bad = non_finite_tensors({k: v for k, v in algo_state.items() if k != "replay"})
+        if bad:
+            kept = (f"{ckpt_dir / 'last.pt'} (step {last_good['step']:,}) is the last finite checkpoint"
+                    if last_good["step"] is not None else "no checkpoint was written")
+            raise RunError(f"non-finite values in {', '.join(bad[:3])} at step {step:,}; stopping: {kept}")
+        try:
+            checkpoint.save({"algo_name": algo_name, "env_name": env_name, "env_id": env_cfg.id,
+                             "global_step": step, "algo": algo_state, "env": train_env.state_dict(),
+                             "runner": dict(runner_state), "config": run_config}, ckpt_dir / name)
+        except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
+            reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+            raise RunError(f"cannot write {ckpt_dir / name} ({reason}); the previous {name}, if any, is kept: "
+                           "free disk space, then resume the run") from None
+        if name == "last.pt":
+            last_good["step"] = step
 
     def next_multiple(step: int, every: int) -> float:
         return (step // every + 1) * every if every > 0 else math.inf
@@ -219,23 +382,51 @@ def run(cfg: DictConfig) -> float:
     next_eval = next_multiple(step, settings.eval.every_steps)
     next_ckpt = next_multiple(step, settings.checkpoint.every_steps)
     last_eval: list[float] | None = None
-    interrupted = False
+    interrupted = stopped_early = warned_divergence = False
     recent_returns: deque[float] = deque(maxlen=20)  # what the progress bar and log lines show
     wall_start = time.perf_counter()
     train_seconds = 0.0
+
+    def write_summary() -> None:
+        try:
+            write_json(run_dir / "summary.json", {
+                "algo": algo_name, "env": env_name, "env_id": env_cfg.id, "seed": settings.seed,
+                "final_eval_mean_return": float(np.mean(last_eval)) if last_eval else math.nan,
+                "final_eval_std_return": float(np.std(last_eval)) if last_eval else math.nan,
+                "best_eval_mean_return": runner_state["best_return"], "total_steps": step,
+                "wall_seconds": runner_state["wall_seconds"],
+                "steps_per_second": (step - start_step) / max(train_seconds, 1e-9),
+                "interrupted": interrupted, "stopped_early": stopped_early})
+        except OSError as error:
+            raise RunError(f"cannot write {run_dir / 'summary.json'}: {error.strerror or error}") from None
+
+    def checkpoint_last() -> None:
+        nonlocal wall_start
+        runner_state["wall_seconds"] += time.perf_counter() - wall_start
+        wall_start = time.perf_counter()
+        save("last.pt", step)
+        write_summary()  # never describes an older state than last.pt
+
+    learning = algo.learn()
     try:
         with StopRequest() as stop:
             iteration_start = time.perf_counter()
-            for metrics in algo.learn():
+            for metrics in learning:
                 iteration_seconds = time.perf_counter() - iteration_start
                 train_seconds += iteration_seconds
                 previous_step, step = step, metrics.pop("global_step")
                 returns, lengths = metrics.pop("episodic_returns"), metrics.pop("episodic_lengths")
-                bad = [k for k, v in metrics.items() if isinstance(v, float) and math.isnan(v) and "loss" in k]
+                losses = {k: v for k, v in metrics.items() if "loss" in k and isinstance(v, float)}
+                bad = [k for k, v in losses.items() if math.isnan(v)]
                 if bad:
-                    raise FloatingPointError(
-                        f"{', '.join(bad)} became NaN at step {step}; stopping without overwriting "
-                        f"{ckpt_dir / 'last.pt'} (the last good checkpoint)")
+                    kept = (f"{ckpt_dir / 'last.pt'} (step {last_good['step']:,}) is the last good checkpoint"
+                            if last_good["step"] is not None else "no checkpoint was written")
+                    raise RunError(f"{', '.join(bad)} became NaN at step {step:,}; stopping: {kept}")
+                diverged = [k for k, v in losses.items() if abs(v) > DIVERGED_LOSS]
+                if diverged and not warned_divergence:
+                    warned_divergence = True
+                    log.warning("the run looks diverged at step %s: %s = %.3g (check the learning rate)",
+                                f"{step:,}", diverged[0], losses[diverged[0]])
                 recent_returns.extend(returns)
                 logger.log_train(step, {
                     "train/episodic_return": float(np.mean(returns)) if returns else math.nan,
@@ -245,6 +436,7 @@ def run(cfg: DictConfig) -> float:
                     "time/elapsed": runner_state["wall_seconds"] + time.perf_counter() - wall_start},
                     recent_return=float(np.mean(recent_returns)) if recent_returns else math.nan)
                 done = step >= settings.total_steps or stop.requested
+                interrupted = stop.requested
                 if step >= next_eval or (done and not stop.requested):
                     last_eval = evaluate(algo, eval_env, train_env, settings.eval.episodes,
                                          settings.seed + settings.eval.seed_offset)
@@ -255,29 +447,24 @@ def run(cfg: DictConfig) -> float:
                     if mean_return > runner_state["best_return"]:
                         runner_state["best_return"] = mean_return
                         save("best.pt", step)
+                    if not done:
+                        try:
+                            yield step, mean_return
+                        except GeneratorExit:
+                            # The driver stops the run here (a pruned trial): keep it resumable.
+                            stopped_early = True
+                            checkpoint_last()
+                            return mean_return
                 if step >= next_ckpt or done:
-                    runner_state["wall_seconds"] += time.perf_counter() - wall_start
-                    wall_start = time.perf_counter()
-                    save("last.pt", step)
+                    checkpoint_last()
                     next_ckpt = next_multiple(step, settings.checkpoint.every_steps)
                 if done:
-                    interrupted = stop.requested
                     break
                 iteration_start = time.perf_counter()
     finally:
-        logger.close()
-        train_env.close()
-        eval_env.close()
+        learning.close()
 
-    wall_seconds = runner_state["wall_seconds"]
     final_return = float(np.mean(last_eval)) if last_eval else math.nan
-    write_json(run_dir / "summary.json", {
-        "algo": algo_name, "env": env_name, "env_id": env_cfg.id, "seed": settings.seed,
-        "final_eval_mean_return": final_return,
-        "final_eval_std_return": float(np.std(last_eval)) if last_eval else math.nan,
-        "best_eval_mean_return": runner_state["best_return"], "total_steps": step,
-        "wall_seconds": wall_seconds, "steps_per_second": (step - start_step) / max(train_seconds, 1e-9),
-        "interrupted": interrupted})
     if interrupted:
         raise KeyboardInterrupt(f"stopped at step {step:,}; resume with: rlrun resume={run_dir}")
     log.info("done: %s steps, final eval return %.1f; run directory %s", f"{step:,}", final_return, run_dir)
@@ -294,7 +481,12 @@ def load_resumable(settings: RunConfig, run_dir: Path, algo_name: str, env_name:
     last = path / "checkpoints" / "last.pt"
     if not last.exists():
         raise ConfigError(f"resume={settings.resume}: no checkpoint at {last}")
-    state = checkpoint.load(last)
+    try:
+        state = checkpoint.load(last)
+    except Exception as error:  # a truncated, empty or foreign file: torch raises many kinds
+        raise ConfigError(f"resume={settings.resume}: {last} cannot be read ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else 'empty or truncated'}); "
+                          "it was not written by a finished checkpoint save") from None
     if (state["algo_name"], state["env_name"]) != (algo_name, env_name):
         raise ConfigError(f"resume={settings.resume} holds a run of algo={state['algo_name']} "
                           f"env={state['env_name']}, not algo={algo_name} env={env_name}")
@@ -308,10 +500,18 @@ def write_manifest(run_dir: Path, settings: RunConfig, hw: hardware.Hardware, wa
     path = run_dir / "manifest.json"
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     invocation = {"command": " ".join(sys.argv), "time": now, "git_commit": git_commit()}
+    manifest = None
     if resuming and path.exists():
-        manifest = json.loads(path.read_text())
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            log.warning("manifest.json of %s could not be read; writing a new one", run_dir)
+    if manifest is not None:
         manifest.setdefault("resumed", []).append(invocation)
     else:
         manifest = {**invocation, "seed": settings.seed, "wandb_run_id": wandb_id,
                     "packages": package_versions(), "hardware": hardware.describe(hw)}
-    write_json(path, manifest)
+    try:
+        write_json(path, manifest)
+    except OSError as error:
+        raise RunError(f"cannot write {path}: {error.strerror or error}") from None

@@ -104,9 +104,9 @@ def worker(args: WorkerArgs) -> None:
         sums, updates, last_report = torch.zeros(4, device=device), 0, time.monotonic()
         while not args.stop.is_set():
             with args.global_step.get_lock():
+                # No stop at a step count: the runner stops the workers at its budget (closing the
+                # generator), and `total_steps` is only the learning-rate schedule's horizon.
                 step = args.global_step.value
-                if step >= args.total_steps:
-                    break
                 args.global_step.value += cfg.num_steps  # T <- T + t_max (counted before acting)
             with torch.no_grad():
                 local_params.copy_(shared)  # theta' <- theta (torn reads are part of Hogwild)
