@@ -107,15 +107,18 @@ def describe_machine(cpu_only: bool) -> tuple[dict, bool]:
                   "packages": {n: package_version(n) for n in ("torch", "numpy", "gymnasium", "mujoco",
                                                                "hydra-core", "omegaconf")}}
     print("== machine", flush=True)
+    info["nvidia_smi"] = None
     if shutil.which("nvidia-smi"):
-        smi = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30)
-        print(smi.stdout.rstrip() or smi.stderr.rstrip())
-        query = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
-                                "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
-        info["nvidia_smi"] = query.stdout.strip()
+        try:
+            smi = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30)
+            print(smi.stdout.rstrip() or smi.stderr.rstrip())
+            query = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
+                                    "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
+            info["nvidia_smi"] = query.stdout.strip()
+        except (OSError, subprocess.SubprocessError) as error:  # the check goes on: torch says what it sees
+            print(f"nvidia-smi failed: {error}")
     else:
         print("nvidia-smi: not found")
-        info["nvidia_smi"] = None
     import torch
 
     cuda_ok = False
