@@ -1,6 +1,6 @@
 """Load checkpoints written by hardware=gpu runs on a machine without a GPU, into the algorithm.
 
-    python scripts/gpu_check_load.py CHECKPOINT_OR_FOLDER [...]   # a folder: every *.pt in it
+    python scripts/gpu_check_load.py [--expect-cuda] CHECKPOINT_OR_FOLDER [...]   # a folder: every *.pt
 
 For each checkpoint (scripts/gpu_check.sh keeps <run>_gpu_last.pt of each GPU run):
 1. torch.load with weights_only=True (the safe loader: tensors and plain containers only) and
@@ -10,7 +10,8 @@ For each checkpoint (scripts/gpu_check.sh keeps <run>_gpu_last.pt of each GPU ru
    its state (networks, optimisers, generators, normalisation) loaded into them;
 3. the loaded policy evaluated for one episode (its return must be finite), then one more training
    iteration on the CPU from the loaded state (losses finite, steps counted on from the checkpoint's).
-Exit code 0 when every checkpoint passes.
+With --expect-cuda a checkpoint whose tensors were not saved from a CUDA device fails (proof that
+the files came from a real GPU run, not a --cpu-only rehearsal). Exit code 0 when every one passes.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def evaluate_one_episode(algo, env: VecEnv, eval_env: VecEnv) -> float:
     return evaluate(algo, eval_env, env, episodes=1, seed=12345)[0]
 
 
-def check(path: Path) -> list[str]:
+def check(path: Path, expect_cuda: bool = False) -> list[str]:
     """The problems found with one checkpoint (empty: it passed)."""
     start = time.perf_counter()
     state, saved_on = load_cpu(path)
@@ -94,6 +95,8 @@ def check(path: Path) -> list[str]:
           f"step {state.get('global_step'):,}, hardware.device={cfg.get('hardware', {}).get('device')}; "
           f"storages saved on: {where}", flush=True)
     problems = []
+    if expect_cuda and not any(loc.startswith("cuda") for loc in saved_on):
+        problems.append(f"no tensor was saved from a CUDA device (saved on: {where})")
     if not tensors_finite(state["algo"]):
         problems.append("non-finite values in the saved algorithm state")
     algo, env, eval_env = build(state)
@@ -127,6 +130,8 @@ def check(path: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    expect_cuda = "--expect-cuda" in argv
+    argv = [arg for arg in argv if arg != "--expect-cuda"]
     if not argv:
         print(__doc__)
         return 2
@@ -140,7 +145,7 @@ def main(argv: list[str]) -> int:
     failed = []
     for path in paths:
         try:
-            if check(path):
+            if check(path, expect_cuda):
                 failed.append(path.name)
         except Exception as error:  # report every checkpoint, not only the first failure
             print(f"  FAILED: {type(error).__name__}: {error}", flush=True)
