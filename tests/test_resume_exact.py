@@ -3,6 +3,7 @@ trained to N steps then resumed to 2N ends with the metrics and weights of a run
 
 from __future__ import annotations
 
+import csv
 import io
 import logging
 
@@ -115,3 +116,92 @@ def test_env_that_cannot_be_saved_says_so_once_and_starts_fresh_episodes(caplog)
     assert "fresh episodes" in record.getMessage() and "async" in record.getMessage()
     # Fresh episodes seeded by the step count, so they are not the first start's episodes again.
     np.testing.assert_array_equal(restored.reset(), make("CartPole", seed=3 + 10).reset())
+
+
+# ---------------------------------------------------------------------------------------------------
+# N steps, then resume to 2N, against 2N in one go: through the real command line.
+
+TIME_COLUMNS = ("sps", "elapsed")  # wall-clock measurements, the only columns allowed to differ
+
+
+def read_rows(path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k not in TIME_COLUMNS} for row in csv.DictReader(f)]
+
+
+def assert_same_tensors(first, second, where: str) -> None:
+    """Every tensor and number of two checkpoint parts, recursively, equal bit for bit."""
+    if isinstance(first, dict):
+        assert first.keys() == second.keys(), f"{where}: keys differ"
+        for key in first:
+            assert_same_tensors(first[key], second[key], f"{where}/{key}")
+    elif isinstance(first, (list, tuple)):
+        assert len(first) == len(second), f"{where}: lengths differ"
+        for i, (a, b) in enumerate(zip(first, second, strict=True)):
+            assert_same_tensors(a, b, f"{where}[{i}]")
+    elif isinstance(first, torch.Tensor):
+        assert torch.equal(first, second), f"{where}: tensors differ"
+    else:
+        assert first == second, f"{where}: {first!r} != {second!r}"
+
+
+def split_equals_whole(rlrun, tmp_path, n: int, *overrides: str) -> None:
+    """Train to n (schedules set for 2n), resume to 2n; train to 2n in one go; compare. n should be a
+    multiple of eval.every_steps: a run evaluates at its end, so the split run would have one more row."""
+    common = ("logger=csv", "eval.episodes=1", f"eval.every_steps={n // 2}", *overrides)
+    split, whole = tmp_path / "split", tmp_path / "whole"
+    (tmp_path / "whole_cwd").mkdir()
+    # The one-go run alongside the split one: most of each run is starting Python, torch and Hydra.
+    proc, args = rlrun.start(*common, f"total_steps={2 * n}", f"schedule_steps={2 * n}", cwd=tmp_path / "whole_cwd",
+                             run_dir=whole)
+    results = [rlrun(*common, f"total_steps={n}", f"schedule_steps={2 * n}", cwd=tmp_path, run_dir=split),
+               rlrun(f"resume={split}", f"total_steps={2 * n}", cwd=tmp_path),
+               rlrun.finish(proc, args, tmp_path / "whole_cwd", timeout=180)]
+    for result in results:
+        assert result.returncode == 0, result.describe()
+        assert "fresh episodes" not in result.stderr, result.describe()
+    for name in ("metrics.csv", "eval.csv"):
+        split_rows, whole_rows = read_rows(split / name), read_rows(whole / name)
+        assert len(split_rows) == len(whole_rows) > 1, name
+        for split_row, whole_row in zip(split_rows, whole_rows, strict=True):
+            assert split_row == whole_row, f"{name} at step {whole_row['global_step']}"
+    first = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
+    second = torch.load(whole / "checkpoints" / "last.pt", weights_only=True)
+    assert first["global_step"] == second["global_step"] == 2 * n
+    assert_same_tensors(first["algo"], second["algo"], "algo")  # weights, optimisers, RNGs, replay
+    assert_same_tensors(first["env"], second["env"], "env")  # statistics and episodes in flight
+
+
+def test_ppo_split_run_equals_one_run(rlrun, tmp_path):
+    split_equals_whole(rlrun, tmp_path, 2048, "env=CartPole")
+
+
+def test_sac_with_saved_replay_split_run_equals_one_run(rlrun, tmp_path):
+    split_equals_whole(rlrun, tmp_path, 1000, "algo=sac", "env=Pendulum", "checkpoint.replay=true",
+                       "algo.learning_starts=500", "algo.steps_per_iteration=250")
+
+
+def test_dqn_with_saved_replay_split_run_equals_one_run(rlrun, tmp_path):
+    # An evaluation epsilon: evaluations draw from their own generator, which the checkpoint keeps too.
+    split_equals_whole(rlrun, tmp_path, 2000, "algo=dqn", "env=CartPole", "checkpoint.replay=true",
+                       "algo.learning_starts=500", "algo.eval_epsilon=0.5", "eval.episodes=3")
+
+
+# The other algorithms and a MuJoCo env: the same proof, in the slow set (a few seconds per run, but
+# three runs each on a shared 2-core machine).
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", [
+    ("algo=a2c", "env=CartPole"),
+    ("algo=reinforce", "env=CartPole"),
+    ("algo=trpo", "env=CartPole"),
+    ("algo=td3", "env=Pendulum", "checkpoint.replay=true", "algo.learning_starts=500",
+     "algo.steps_per_iteration=250"),
+    ("algo=ddpg", "env=Pendulum", "checkpoint.replay=true", "algo.noise=ou", "algo.learning_starts=500",
+     "algo.steps_per_iteration=250"),
+    ("env=HalfCheetah", "algo.num_envs=2", "algo.num_steps=64", "algo.num_minibatches=4"),
+    ("algo=sac", "env=Hopper", "checkpoint.replay=true", "algo.learning_starts=300", "algo.steps_per_iteration=100",
+     "network.hidden_sizes=[32,32]"),
+], ids=["a2c", "reinforce", "trpo", "td3", "ddpg-ou", "ppo-HalfCheetah", "sac-Hopper"])
+def test_every_algorithm_split_run_equals_one_run(rlrun, tmp_path, overrides):
+    n = 600 if "env=Hopper" in overrides else 1000 if "env=Pendulum" in overrides else 2048
+    split_equals_whole(rlrun, tmp_path, n, *overrides)
