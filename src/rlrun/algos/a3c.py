@@ -289,6 +289,9 @@ class A3C:
                 target.mean, target.var, target.count = stats
 
     def state_dict(self) -> dict:
+        """A resumed A3C run continues from these weights and statistics, but not bit-for-bit as one
+        never interrupted: its workers update without locks in whatever order the OS schedules them
+        (Hogwild), and restart their episodes (their envs live in the worker processes)."""
         # Clones: the workers keep writing into the shared tensors while a checkpoint is saved.
         return {"net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
                 "optimizer": {k: v.clone() for k, v in self.optimizer_state.items()},
