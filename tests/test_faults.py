@@ -294,3 +294,31 @@ def test_random_sigkills_never_lose_or_corrupt_a_run(rlrun, tmp_path, run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert math.isfinite(summary["final_eval_mean_return"])
     assert yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace (apt install strace) injects the kills")
+@pytest.mark.parametrize(("syscall", "path", "when"), [
+    ("rename", None, 3),            # the moment a checkpoint, summary or CSV rewrite is renamed into place
+    ("rename", None, 8),
+    ("write", "metrics.csv", 6),    # in the middle of appending rows
+    ("fsync", None, 1),             # a checkpoint or file fully written to its temporary name, not yet renamed
+    ("fsync", None, 5),
+])
+def test_a_sigkill_inside_a_write_keeps_the_run_resumable(rlrun, tmp_path, run_dir, syscall, path, when):
+    """strace kills the run (SIGKILL, whole process) at an exact system call of a write."""
+    budget = 4096
+    traced = ["-P", str(run_dir / path), "-e", f"trace={syscall}"] if path else ["-e", f"trace={syscall}"]
+    args = rlrun.args((*FAST, f"total_steps={budget}", "eval.every_steps=512", "checkpoint.every_steps=256"),
+                      run_dir)
+    killed = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", *traced,
+                             "-e", f"inject={syscall}:signal=SIGKILL:when={when}", *rlrun.command(args)],
+                            cwd=tmp_path, env=rlrun.env(tmp_path), capture_output=True, text=True, timeout=180)
+    assert killed.returncode != 0, f"strace found no {syscall} #{when} to kill at:\n{killed.stderr[-2000:]}"
+    step = check_run_directory(run_dir)
+    if step:
+        result = rlrun(f"resume={run_dir}", f"total_steps={budget}", cwd=tmp_path)
+    else:
+        shutil.rmtree(run_dir)
+        result = rlrun(*FAST, f"total_steps={budget}", cwd=tmp_path, run_dir=run_dir)
+    assert result.returncode == 0, result.describe()
+    assert check_run_directory(run_dir) == budget
