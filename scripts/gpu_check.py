@@ -257,11 +257,12 @@ def table(results: dict[tuple[str, str], Result], labels: list[str], slots: tupl
     return "\n".join(lines)
 
 
-def load_check(out: Path, timeout: float) -> tuple[bool, str]:
+def load_check(out: Path, timeout: float, expect_cuda: bool) -> tuple[bool, str]:
     """scripts/gpu_check_load.py on the kept checkpoints, in a process that sees no GPU (as on a
     CPU-only machine)."""
     environ = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, str(REPO / "scripts" / "gpu_check_load.py"), str(out)]
+    command = [sys.executable, str(REPO / "scripts" / "gpu_check_load.py"), *(["--expect-cuda"] if expect_cuda else []),
+               str(out)]
     print(f"\n== load check without a GPU: CUDA_VISIBLE_DEVICES= {' '.join(command[1:])}", flush=True)
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environ)
@@ -335,7 +336,7 @@ def main() -> int:
     load_ok, load_note = None, "not asked for"
     if args.load_check and any(r.checkpoint for r in results.values()):
         left = args.budget_seconds + 60 - (time.perf_counter() - started)
-        load_ok, load_note = load_check(args.out, max(left, 30))
+        load_ok, load_note = load_check(args.out, max(left, 30), expect_cuda=not args.cpu_only)
         if not load_ok:
             failed.append(f"load check without a GPU: {load_note}")
     elapsed = time.perf_counter() - started
