@@ -194,6 +194,23 @@ def test_eval_csv_has_the_mean_and_std_return_of_each_evaluation(short_run):
         assert float(row["std_return"]) >= 0
 
 
+def test_every_training_and_evaluation_episode_is_recorded(short_run):
+    """episodes.csv and eval_episodes.csv hold one row per episode: what IQM and bootstrap intervals need."""
+    columns, episodes = read_csv(short_run / "episodes.csv")
+    assert columns == ["global_step", "episodic_return", "episodic_length", "elapsed"]
+    # CartPole pays 1 per step: each episode's return is its length.
+    assert episodes and all(float(r["episodic_return"]) == int(r["episodic_length"]) for r in episodes)
+    _, metrics = read_csv(short_run / "metrics.csv")
+    for row in metrics:  # the per-iteration mean is the mean of that iteration's episodes
+        finished = [float(r["episodic_return"]) for r in episodes if r["global_step"] == row["global_step"]]
+        if finished:
+            assert float(row["episodic_return"]) == pytest.approx(sum(finished) / len(finished))
+    _, evaluations = read_csv(short_run / "eval_episodes.csv")
+    _, eval_rows = read_csv(short_run / "eval.csv")
+    assert [r["global_step"] for r in evaluations] == [r["global_step"] for r in eval_rows]  # eval.episodes=1
+    assert [float(r["episodic_return"]) for r in evaluations] == [float(r["mean_return"]) for r in eval_rows]
+
+
 def test_summary_reports_the_final_return_steps_and_speed(short_run):
     summary = json.loads((short_run / "summary.json").read_text())
     assert math.isfinite(summary["final_eval_mean_return"]) and summary["final_eval_mean_return"] > 0

@@ -67,6 +67,30 @@ def logger_config(cfg) -> LoggerConfig:
     return parsed
 
 
+class EpisodeSink:
+    """One row per finished episode (global_step, return, length, elapsed seconds), so that reports can
+    compute IQM and bootstrap intervals over episodes; on resume, rows past the checkpoint are dropped."""
+
+    FIELDS = ["global_step", "episodic_return", "episodic_length", "elapsed"]
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        rows: list[dict] = []
+        if resume_step is not None and path.exists():
+            rows = [row for row in read_rows(path, strictly_increasing=False)[1]
+                    if int(row["global_step"]) <= resume_step]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, self.FIELDS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+        checkpoint.write_text(path, text.getvalue())
+
+    def write(self, step: int, returns: list[float], lengths: list[int], elapsed: float) -> None:
+        if returns:
+            with open(self.path, "a", newline="") as f:
+                csv.writer(f).writerows([step, r, n, f"{elapsed:.3f}"] for r, n in zip(returns, lengths, strict=True))
+
+
 class CSVSink:
     """Rows of one namespace appended to a CSV file; on resume, rows past the checkpoint are dropped
     (they were logged after the checkpoint the run continues from, and will be logged again)."""
@@ -111,9 +135,10 @@ class CSVSink:
             csv.DictWriter(f, self.fieldnames, restval="").writerow(row)
 
 
-def read_rows(path: Path) -> tuple[list[str] | None, list[dict]]:
+def read_rows(path: Path, strictly_increasing: bool = True) -> tuple[list[str] | None, list[dict]]:
     """The header and rows of a metrics CSV file, without what a killed process may have left: a torn
-    last line (no newline yet, or the wrong number of fields), and rows whose step does not increase."""
+    last line (no newline yet, or the wrong number of fields), and rows whose step goes backwards (or,
+    with `strictly_increasing`, repeats: one row per step in metrics.csv and eval.csv)."""
     text = path.read_text()
     if not text.endswith("\n"):
         text = text[:text.rfind("\n") + 1]  # the last line was cut off mid-write
@@ -128,7 +153,7 @@ def read_rows(path: Path) -> tuple[list[str] | None, list[dict]]:
             step = int(row["global_step"])
         except ValueError:
             continue
-        if step > last_step:
+        if step > last_step or (step == last_step and not strictly_increasing):
             rows.append(row)
             last_step = step
     return list(reader.fieldnames), rows
@@ -145,6 +170,10 @@ class Logger:
         if cfg.csv:
             self.csv_sinks = [CSVSink(run_dir / "metrics.csv", ("train", "time"), resume_step),
                               CSVSink(run_dir / "eval.csv", ("eval",), resume_step)]
+        self.episode_sinks = {}
+        if cfg.csv:
+            self.episode_sinks = {"train": EpisodeSink(run_dir / "episodes.csv", resume_step),
+                                  "eval": EpisodeSink(run_dir / "eval_episodes.csv", resume_step)}
         self.tensorboard = None
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -171,6 +200,11 @@ class Logger:
         if not math.isnan(recent_return):
             postfix["return"] = f"{recent_return:.1f}"
         self.progress.set_postfix(postfix, refresh=False)
+
+    def log_episodes(self, kind: str, step: int, returns: list[float], lengths: list[int], elapsed: float) -> None:
+        """Every finished episode of training (`kind="train"`) or of an evaluation (`"eval"`)."""
+        if kind in self.episode_sinks:
+            self.episode_sinks[kind].write(step, returns, lengths, elapsed)
 
     def log_eval(self, step: int, metrics: dict[str, float], total_steps: int) -> None:
         self._fan_out(step, metrics)

@@ -217,17 +217,20 @@ def non_finite_tensors(state, prefix: str = "") -> list[str]:
     return [name for key, value in items for name in non_finite_tensors(value, f"{prefix}.{key}".lstrip("."))]
 
 
-def evaluate(algo, eval_env: VecEnv, train_env: VecEnv, episodes: int, seed: int) -> list[float]:
-    """Returns of `episodes` episodes of the deterministic policy, observations normalised with the
-    training statistics frozen; the same seed every time, so evaluations are comparable."""
+def evaluate(algo, eval_env: VecEnv, train_env: VecEnv, episodes: int, seed: int) -> tuple[list[float], list[int]]:
+    """Returns and lengths of `episodes` episodes of the deterministic policy, observations normalised
+    with the training statistics frozen; the same seed every time, so evaluations are comparable."""
     normalizers = train_env.state_dict()
     eval_env.load_state_dict({"obs_rms": normalizers["obs_rms"], "return_rms": normalizers["return_rms"]})
     obs = eval_env.reset(seed=seed)
     returns: list[float] = []
+    lengths: list[int] = []
     while len(returns) < episodes:
         obs, *_ = eval_env.step(algo.act(obs, deterministic=True))
-        returns += eval_env.pop_episodes()[0]
-    return returns[:episodes]
+        finished_returns, finished_lengths = eval_env.pop_episodes()
+        returns += finished_returns
+        lengths += finished_lengths
+    return returns[:episodes], lengths[:episodes]
 
 
 def run(cfg: DictConfig, run_dir: Path | None = None, algo_name: str | None = None, env_name: str | None = None,
@@ -428,18 +431,21 @@ def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env
                     log.warning("the run looks diverged at step %s: %s = %.3g (check the learning rate)",
                                 f"{step:,}", diverged[0], losses[diverged[0]])
                 recent_returns.extend(returns)
+                elapsed = runner_state["wall_seconds"] + time.perf_counter() - wall_start
+                logger.log_episodes("train", step, returns, lengths, elapsed)
                 logger.log_train(step, {
                     "train/episodic_return": float(np.mean(returns)) if returns else math.nan,
                     "train/episodic_length": float(np.mean(lengths)) if lengths else math.nan,
                     **metrics,
                     "time/sps": (step - previous_step) / max(iteration_seconds, 1e-9),
-                    "time/elapsed": runner_state["wall_seconds"] + time.perf_counter() - wall_start},
+                    "time/elapsed": elapsed},
                     recent_return=float(np.mean(recent_returns)) if recent_returns else math.nan)
                 done = step >= settings.total_steps or stop.requested
                 interrupted = stop.requested
                 if step >= next_eval or (done and not stop.requested):
-                    last_eval = evaluate(algo, eval_env, train_env, settings.eval.episodes,
-                                         settings.seed + settings.eval.seed_offset)
+                    last_eval, eval_lengths = evaluate(algo, eval_env, train_env, settings.eval.episodes,
+                                                       settings.seed + settings.eval.seed_offset)
+                    logger.log_episodes("eval", step, last_eval, eval_lengths, elapsed)
                     mean_return = float(np.mean(last_eval))
                     logger.log_eval(step, {"eval/mean_return": mean_return, "eval/std_return": float(np.std(last_eval))},
                                     settings.total_steps)
