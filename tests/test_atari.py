@@ -12,7 +12,7 @@ pytest.importorskip("ale_py", reason="Atari needs the atari extra: pip install -
 
 from rlrun.config import ConfigError  # noqa: E402
 from rlrun.envs import VecEnv, env_config, make_env  # noqa: E402
-from rlrun.envs.atari import AtariPreprocessing, FireReset, area_taps, area_weights  # noqa: E402
+from rlrun.envs.atari import AtariPreprocessing, FireReset, Game, area_taps, area_weights  # noqa: E402
 
 
 def wrappers_of(env) -> list[type]:
@@ -81,3 +81,89 @@ def test_tiny_dqn_run_on_pong_with_the_cnn_completes(rlrun, tmp_path, run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["total_steps"] == 400 and -21 <= summary["final_eval_mean_return"] <= 21
     assert (run_dir / "checkpoints" / "last.pt").exists()
+
+
+# --- the evaluation protocols -------------------------------------------------------------------------
+
+
+def breakout(protocol: str | None = None, **overrides) -> VecEnv:
+    cfg = load_conf("env", "Breakout", **overrides)
+    if protocol is not None:
+        cfg["protocol"] = protocol
+    return VecEnv(env_config(cfg), 1, 0, "sync", 0.99)
+
+
+def ale_of(env: VecEnv):
+    return env.envs.envs[0].unwrapped.ale
+
+
+def test_default_protocol_is_deterministic_and_machado_is_sticky():
+    for protocol, sticky in ((None, 0.0), ("machado", 0.25)):
+        env = breakout(protocol)
+        assert ale_of(env).getFloat("repeat_action_probability") == sticky, protocol
+        env.close()
+    with pytest.raises(ConfigError, match="repeat_action_probability"):
+        make_env(env_config({**load_conf("env", "Breakout"), "kwargs": {"frameskip": 1, "repeat_action_probability": 0.25}}))
+
+
+def test_life_loss_is_terminal_and_the_game_return_sums_every_life():
+    env = breakout()
+    env.reset()
+    ale = ale_of(env)
+    rng = np.random.default_rng(5)  # random play that scores in two of the five lives
+    per_life = [0.0]
+    while True:
+        _, reward, terminated, _, _ = env.step(rng.integers(4, size=1))
+        per_life[-1] += float(reward[0])
+        returns, _ = env.pop_episodes()
+        if returns:
+            break
+        if terminated[0]:  # a lost life: terminal for the learner, no episode recorded, the game goes on
+            assert ale.lives() == 5 - len(per_life)
+            per_life.append(0.0)
+    assert terminated[0] and len(per_life) == 5  # four lost lives, then the game over
+    assert sum(r > 0 for r in per_life) >= 2
+    assert returns == [sum(per_life)]
+    env.close()
+
+
+def test_fire_is_pressed_after_each_lost_life():
+    # A player that never presses FIRE: the ball is launched after every lost life all the same, so it
+    # loses all five (with sticky actions and no life-loss terminal, the game would wait forever).
+    env = breakout()
+    env.reset()
+    terminals = 0
+    for _ in range(1000):
+        _, _, terminated, _, _ = env.step(np.array([0]))
+        terminals += int(terminated[0])
+        if env.pop_episodes()[0]:
+            break
+    assert terminals == 5
+    machado = breakout("machado", max_episode_steps=300)
+    machado.reset()
+    for _ in range(299):
+        _, _, terminated, truncated, _ = machado.step(np.array([0]))
+        assert not (terminated[0] or truncated[0])
+    assert ale_of(machado).lives() == 4  # one ball launched at the start, lost, never relaunched
+    env.close()
+    machado.close()
+
+
+def test_game_is_capped_at_max_episode_steps_agent_steps():
+    env = breakout("machado", max_episode_steps=120)
+    env.reset()
+    for step in range(1, 121):
+        _, _, terminated, truncated, _ = env.step(np.array([0]))
+        assert not terminated[0] and truncated[0] == (step == 120), step
+    # Each agent step is 4 frames (the no-ops and FIRE of the reset come on top): the cap is not counted
+    # in frames inside the frame skip, which would have cut the game after ~30 agent steps.
+    assert env.pop_episodes() == ([0.0], [120])
+    env.close()
+
+
+def test_the_step_limit_lives_in_the_game_wrapper_outside_the_frame_skip():
+    env = make_env(env_config(load_conf("env", "Pong")))
+    kinds = wrappers_of(env)
+    assert kinds.index(Game) < kinds.index(AtariPreprocessing)  # outer wrappers come first
+    assert not any(k.__name__ == "TimeLimit" for k in kinds)
+    env.close()

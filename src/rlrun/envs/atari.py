@@ -14,17 +14,28 @@ gymnasium's AtariPreprocessing does the first three with OpenCV (an extra depend
 rows, then columns (no BLAS call: a multithreaded matrix product measured 10x slower per step than
 the whole env step on a busy 2-core machine).
 
-Two wrappers of that stack are left out on purpose:
-  - reward clipping to {-1, 0, 1} is the learner's (DQN's `algo.clip_reward`), so that
-    train/episodic_return and eval/mean_return report the game score;
-  - terminal on life loss: an episode here is a whole game, as evaluation measures it; Machado et al.
-    2018 ("Revisiting the ALE") recommend against using the life counter.
+Two evaluation protocols (`env.protocol`), because published scores are only comparable under the
+protocol they were measured with:
+  - "nature", the default: the protocol of the DQN paper and of the scores that baselines, SB3 and
+    CleanRL report: a deterministic ALE (no sticky actions); a lost life is terminal for the learner
+    (`terminated`, so value targets do not bootstrap across it) and FIRE is pressed again after it,
+    while the game goes on: episode statistics and evaluation returns count whole games;
+  - "machado": Machado et al. 2018 ("Revisiting the ALE", section 5): sticky actions (the previous
+    action repeats with probability 0.25 at every frame) and no use of the life counter, so an
+    episode, for the learner too, is a whole game (FIRE only at its start).
+Both cap a game at `env.max_episode_steps` agent steps (27,000 = 108,000 frames, 30 minutes of play),
+counted outside the frame skip; the ALE's own frame cap is turned off so that one limit counts.
+
+Reward clipping to {-1, 0, 1} is the learner's (DQN's `algo.clip_reward`), so that
+train/episodic_return and eval/mean_return report the game score.
 """
 
 from __future__ import annotations
 
+
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.wrappers import FrameStackObservation
 
 from rlrun.config import ConfigError
@@ -34,6 +45,12 @@ SCREEN_SIZE = 84
 FRAME_STACK = 4
 NOOP_MAX = 30
 
+# What each protocol sets: the ALE's sticky-action probability, and whether a lost life is terminal.
+PROTOCOLS = {
+    "nature": {"repeat_action_probability": 0.0, "terminal_on_life_loss": True},
+    "machado": {"repeat_action_probability": 0.25, "terminal_on_life_loss": False},
+}
+
 
 def register() -> None:
     """Register the ALE/... ids with gymnasium (ale-py ships the Pong and Breakout ROMs)."""
@@ -42,6 +59,16 @@ def register() -> None:
     except ImportError:
         raise ConfigError("Atari envs need ale-py: pip install -e '.[atari]'") from None
     gym.register_envs(ale_py)
+
+
+def make_kwargs(protocol: str, kwargs: dict) -> dict:
+    """gymnasium.make's keyword arguments for an ALE env under `protocol`."""
+    sticky = PROTOCOLS[protocol]["repeat_action_probability"]
+    if kwargs.get("repeat_action_probability", sticky) != sticky:
+        raise ConfigError(f"env.kwargs.repeat_action_probability={kwargs['repeat_action_probability']} contradicts "
+                          f"env.protocol={protocol} (which sets {sticky}); drop the kwarg or choose the other protocol")
+    # No ALE frame cap: the game's cap is env.max_episode_steps, in agent steps (see wrap).
+    return {"max_num_frames_per_episode": None, **kwargs, "repeat_action_probability": sticky}
 
 
 def area_weights(size_in: int, size_out: int) -> np.ndarray:
@@ -101,6 +128,14 @@ class AtariPreprocessing(gym.Wrapper):
         self.frames[0] = self.frames[1]
         return self.observation(), info
 
+    def get_state(self) -> dict:
+        """The last two screens (the next observation pools with them); the ALE's state is saved
+        with the unwrapped env (rlrun.envs.state)."""
+        return {"frames": torch.from_numpy(self.frames.copy())}
+
+    def set_state(self, state: dict) -> None:
+        self.frames[:] = state["frames"].numpy()
+
     def step(self, action):
         total_reward = 0.0
         for t in range(self.frame_skip):
@@ -127,6 +162,12 @@ class FireReset(gym.Wrapper):
         if len(meanings) < 3 or meanings[1] != "FIRE":
             raise ValueError(f"FireReset needs FIRE as action 1 (actions: {meanings})")
 
+    def get_state(self) -> None:
+        return None  # nothing between steps: a checkpoint needs nothing from this wrapper
+
+    def set_state(self, state: None) -> None:
+        pass
+
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
         for action in (1, 2):
@@ -136,9 +177,78 @@ class FireReset(gym.Wrapper):
         return obs, info
 
 
-def wrap(env: gym.Env) -> gym.Env:
-    """The DQN preprocessing stack around an ALE env made with frameskip=1."""
+class Game(gym.Wrapper):
+    """One game of the ALE as the protocol defines its episodes, and its step limit.
+
+    With `terminal_on_life_loss` (the Nature protocol, as OpenAI baselines' EpisodicLifeEnv), a lost
+    life is terminal for the learner but not the end of the game: the next reset goes on playing,
+    after a no-op step and, in games that need it, FIRE (then action 2, as FireReset). The step limit
+    counts the agent's own steps in a game (not the no-ops and FIRE presses of resets), and the
+    limit is checked here, outside every step that a reset takes, so that a game always ends on a
+    step the vector env sees. `info["game_over"]` says on every step whether the game itself ended,
+    so that episode statistics count whole games."""
+
+    def __init__(self, env: gym.Env, terminal_on_life_loss: bool, max_steps: int | None):
+        super().__init__(env)
+        self.ale = env.unwrapped.ale
+        self.terminal_on_life_loss = terminal_on_life_loss
+        self.max_steps = max_steps
+        self.fire = "FIRE" in env.unwrapped.get_action_meanings()
+        self.lives = 0
+        self.steps = 0  # agent steps in this game
+        self.game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        if self.max_steps is not None and self.steps >= self.max_steps:
+            truncated = True
+        self.game_over = terminated or truncated
+        lives = self.ale.lives()
+        if self.terminal_on_life_loss and 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, {**info, "game_over": self.game_over}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if not (self.game_over or seed is not None):
+            # A life was lost, the game goes on: a no-op out of the terminal state (baselines), then FIRE.
+            for action in (0, 1, 2) if self.fire else (0,):
+                obs, _, terminated, truncated, info = self.env.step(action)
+                if terminated or truncated:  # the game cannot end between lives; if it did, start anew
+                    self.game_over = True
+                    break
+            if not self.game_over:
+                self.lives = self.ale.lives()
+                return obs, info
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.game_over = False
+        self.steps = 0
+        self.lives = self.ale.lives()
+        return obs, info
+
+    def get_state(self) -> dict:
+        return {"lives": self.lives, "steps": self.steps, "game_over": self.game_over}
+
+    def set_state(self, state: dict) -> None:
+        self.lives, self.steps, self.game_over = state["lives"], state["steps"], state["game_over"]
+
+
+class FrameStack(FrameStackObservation):
+    """gymnasium's FrameStackObservation, with its frames in a checkpoint (rlrun.envs.state)."""
+
+    def get_state(self) -> dict:
+        return {"frames": torch.from_numpy(np.stack(list(self.obs_queue)))}
+
+    def set_state(self, state: dict) -> None:
+        self.obs_queue.extend(list(state["frames"].numpy()))
+
+
+def wrap(env: gym.Env, protocol: str = "nature", max_episode_steps: int | None = None) -> gym.Env:
+    """The DQN preprocessing stack around an ALE env made with frameskip=1 (and make_kwargs): FIRE at
+    the start of a game, then the protocol's episodes and the step limit per game (Game)."""
     env = AtariPreprocessing(env)
     if "FIRE" in env.unwrapped.get_action_meanings():
         env = FireReset(env)
-    return FrameStackObservation(env, FRAME_STACK)
+    env = Game(env, PROTOCOLS[protocol]["terminal_on_life_loss"], max_episode_steps)
+    return FrameStack(env, FRAME_STACK)

@@ -44,6 +44,12 @@ class EnvConfig:
     clip_reward: float = rule(POSITIVE)
     # A named wrapper stack around the gymnasium env; a default, so env configs without the key stay valid.
     wrappers: str | None = field(default=None, metadata={"rule": one_of("atari")})
+    # The Atari evaluation protocol (rlrun.envs.atari.PROTOCOLS); only with wrappers=atari.
+    protocol: str | None = field(default=None, metadata={"rule": one_of("nature", "machado")})
+
+    def __post_init__(self):
+        if self.protocol is not None and self.wrappers != "atari":
+            raise ConfigError(f"env.protocol={self.protocol} is an Atari protocol: it needs env.wrappers=atari")
 
 
 def env_config(cfg: Any) -> EnvConfig:
@@ -60,14 +66,18 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
         from rlrun.envs import atari  # imports ale-py only for Atari configs
 
         atari.register()
+        protocol = cfg.protocol or "nature"
+        kwargs = atari.make_kwargs(protocol, cfg.kwargs)
+        max_episode_steps = None  # counted in agent steps by atari.wrap, not in frames inside the frame skip
+    else:
+        kwargs, max_episode_steps = cfg.kwargs, cfg.max_episode_steps
     try:
-        env = gym.make(cfg.id, max_episode_steps=cfg.max_episode_steps, render_mode=render_mode,
-                       **cfg.kwargs)
+        env = gym.make(cfg.id, max_episode_steps=max_episode_steps, render_mode=render_mode, **kwargs)
     except gym.error.Error as error:
         raise ConfigError(f"env.id {cfg.id!r} cannot be made: {error}") from None
     except TypeError as error:
         raise ConfigError(f"env.kwargs {cfg.kwargs} do not fit {cfg.id}: {error}") from None
-    return atari.wrap(env) if cfg.wrappers == "atari" else env
+    return atari.wrap(env, protocol, cfg.max_episode_steps) if cfg.wrappers == "atari" else env
 
 
 def spaces_of(cfg: EnvConfig) -> tuple[gym.Space, gym.Space]:
@@ -106,12 +116,14 @@ class SerialEnvs:
         terminated = np.zeros(self.num_envs, bool)
         truncated = np.zeros(self.num_envs, bool)
         final_obs = {}
+        game_over = np.ones(self.num_envs, bool)
         for i, env in enumerate(self.envs):
-            self.obs[i], reward[i], terminated[i], truncated[i], _ = env.step(actions[i])
+            self.obs[i], reward[i], terminated[i], truncated[i], info = env.step(actions[i])
             if terminated[i] or truncated[i]:
                 final_obs[i] = self.obs[i].copy()
+                game_over[i] = info.get("game_over", True)
                 self.obs[i], _ = env.reset()
-        return self.obs.copy(), reward, terminated, truncated, {"final_obs": final_obs}
+        return self.obs.copy(), reward, terminated, truncated, {"final_obs": final_obs, "game_over": game_over}
 
     def state_dict(self) -> dict:
         """Every env's state and the current observations; raises EnvStateError."""
@@ -204,10 +216,18 @@ class VecEnv:
             final_obs = obs.copy()
             for i in np.flatnonzero(ended):
                 final_obs[i] = info["final_obs"][i]
+            # Statistics count whole games: with a life-loss terminal (Atari's "nature" protocol) an
+            # episode of the learner ends at each lost life, and its env says whether the game did too.
+            # (gymnasium's vector envs pass an ended step's info as "final_info", with a mask.)
+            flags = info.get("final_info", info)
+            game_over = ended
+            if "game_over" in flags:
+                game_over = ended & np.where(flags.get("_game_over", True), flags["game_over"], True)
+            for i in np.flatnonzero(game_over):
                 self.finished_returns.append(float(self.episode_return[i]))
                 self.finished_lengths.append(int(self.episode_length[i]))
-            self.episode_return[ended] = 0
-            self.episode_length[ended] = 0
+            self.episode_return[game_over] = 0
+            self.episode_length[game_over] = 0
             final_obs = self.normalize_obs(final_obs, update=False)
         obs = self.normalize_obs(obs, update=self.training)
         reward = self.scale_reward(reward, ended)
