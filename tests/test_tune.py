@@ -303,3 +303,23 @@ def test_iqm_is_the_mean_of_the_middle_half():
     assert iqm([1.0, 2.0, 6.0]) == 3.0  # under 4 values nothing is trimmed: the mean
     assert iqm([-1.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 1000.0]) == 5.0
     assert not math.isnan(iqm([1.0]))
+
+
+def test_a_trials_seeds_each_log_their_own_wandb_run_side_by_side_grouped_by_trial(rlrun, tmp_path):
+    from test_cli import wandb_history, wandb_records
+
+    study_dir = tmp_path / "wandb"
+    proc = rlrun_tune("algo=ppo", "env=CartPole", "total_steps=2048", "eval.every_steps=1024", "eval.episodes=1",
+                      "logger=wandb", "tune.n_trials=1", "tune.seeds=2", f"tune.dir={study_dir}", cwd=tmp_path,
+                      rlrun=rlrun)
+    assert proc.returncode == 0, describe(proc)
+    assert read_trials(study_dir)[0]["state"] == "complete"
+    ids = set()
+    for seed in (0, 1):
+        (log,) = (study_dir / "trials" / f"trial0000_seed{seed}").glob("wandb/offline-run-*/run-*.wandb")
+        (run,) = [r.run for r in wandb_records(log) if r.WhichOneof("record_type") == "run"]
+        assert run.run_group == "ppo_CartPole-trial0"
+        ids.add(run.run_id)
+        # Both runs were open at once and each logged its whole history (the first evaluation, then the end).
+        assert [row["global_step"] for row in wandb_history(log) if "eval/mean_return" in row] == [1024, 2048]
+    assert len(ids) == 2

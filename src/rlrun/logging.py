@@ -245,8 +245,9 @@ def start_wandb(cfg: WandbConfig, run_dir: Path, run_config: dict, wandb_id: str
         run = wandb.init(
             project=cfg.project, entity=cfg.entity, group=cfg.group, tags=cfg.tags, mode=mode, dir=str(run_dir),
             id=wandb_id, resume="allow", name=run_dir.name, config=run_config,
-            # A multirun's jobs share this process: each job finishes the previous job's run.
-            reinit="finish_previous",
+            # Several runs may be open in one process: the tuner's seeds train side by side (finish_previous
+            # would end the other seeds' runs). A multirun job's run is finished by close() before the next.
+            reinit="create_new",
             settings=wandb.Settings(console="off", quiet=True, x_disable_stats=True, init_timeout=cfg.init_timeout))
         run.define_metric("*", step_metric="global_step")
         return run

@@ -326,12 +326,11 @@ class Study:
     def optimize(self) -> None:
         while self.counted() < self.settings.n_trials:
             self.run_trial()
+            self.write_outputs(plots=False)  # trials.csv and best.yaml stay current while the study runs
 
     def run_trial(self) -> None:
         import optuna
         from optuna.trial import TrialState
-
-        from rlrun.run import RunError
 
         trial = self.study.ask()
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -348,8 +347,9 @@ class Study:
             self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             self.announce(trial.number, "interrupted (queued again for a resumed study)", params)
             raise
-        except (ConfigError, RunError, FloatingPointError, RuntimeError, ValueError, OSError) as error:
-            # A sampled combination rlrun refuses, a NaN loss, a crashed env: this trial fails, not the study.
+        except Exception as error:  # noqa: BLE001
+            # A sampled combination rlrun refuses (ConfigError), a NaN loss (RunError), a crashed env or
+            # logger: this trial fails, not the study.
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             trial.set_user_attr("error", message)
             self.study.tell(trial, state=TrialState.FAIL)
@@ -415,7 +415,7 @@ class Study:
 
     # --- outputs ---------------------------------------------------------------------------------
 
-    def write_outputs(self) -> str:
+    def write_outputs(self, plots: bool = True) -> str:
         """trials.csv, best.yaml, the plots; returns the printed summary."""
         from optuna.trial import TrialState
 
@@ -433,7 +433,8 @@ class Study:
                          + " ".join(f"{d.key}={format_value(d.value(best.params[d.key]))}" for d in self.space))
             lines.append(f"tuned file: {self.dir / 'best.yaml'} -> use it with: cp {self.dir / 'best.yaml'} "
                          f"conf/tuned/{self.target.algo}_{self.target.env}.yaml")
-        lines += self.plot(len(complete))
+        if plots:
+            lines += self.plot(len(complete))
         lines.append(f"trials: {self.dir / 'trials.csv'}; storage: {self.storage_text()} "
                      f"(optuna-dashboard {self.storage_text()})")
         return "\n".join(lines)
@@ -600,10 +601,11 @@ def tune(argv: list[str]) -> str:
             if failed:
                 raise RuntimeError(f"{len(failed)} of {len(workers)} workers exited with an error "
                                    f"({failed[0]}); rerun the same command to resume the study")
-    finally:
+    except KeyboardInterrupt:
         for worker in workers:
-            if worker.poll() is None:
-                worker.wait()
+            worker.wait()  # Ctrl-C reached them too: each finishes its trial's checkpoints
+        print(study.write_outputs(), flush=True)
+        raise
     return study.write_outputs()
 
 
