@@ -21,6 +21,8 @@ import pytest
 import torch
 import yaml
 
+from tests.conftest import FAST
+
 REPO = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------------------------------------
@@ -209,6 +211,22 @@ def test_every_training_and_evaluation_episode_is_recorded(short_run):
     _, eval_rows = read_csv(short_run / "eval.csv")
     assert [r["global_step"] for r in evaluations] == [r["global_step"] for r in eval_rows]  # eval.episodes=1
     assert [float(r["episodic_return"]) for r in evaluations] == [float(r["mean_return"]) for r in eval_rows]
+
+
+def test_with_the_progress_bar_on_cli_log_gets_every_line_and_the_bar_ends_at_100_percent(rlrun, tmp_path, run_dir):
+    # 3000 is not a multiple of the 256-step iteration: the last one overshoots to 3072.
+    result = rlrun(*FAST, "total_steps=3000", "eval.every_steps=1024", "logger.progress_bar=true", cwd=tmp_path,
+                   run_dir=run_dir)
+    assert result.returncode == 0, result.describe()
+    log_lines = (run_dir / "cli.log").read_text().splitlines()
+    banner = log_lines[0]
+    for part in ("algo=ppo", "CartPole-v1", "conf/tuned/ppo_CartPole.yaml", "3,000 steps", "cpu", str(run_dir)):
+        assert part in banner, f"the start banner does not say {part!r}: {banner}"
+    assert sum("| eval return" in line for line in log_lines) == 3, log_lines
+    bar_states = result.stderr.replace("\r", "\n").splitlines()
+    assert any(line.startswith("100%|") for line in bar_states), result.stderr[-2000:]
+    assert not any(line.lstrip().startswith(("101%", "102%")) for line in bar_states)
+    assert not any("it/s" in line or "step/s]" in line for line in bar_states)  # one rate: the runner's steps/s
 
 
 def test_summary_reports_the_final_return_steps_and_speed(short_run):

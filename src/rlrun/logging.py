@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rlrun import checkpoint
 from rlrun.config import POSITIVE, ConfigError, from_config, one_of, rule
@@ -185,8 +186,16 @@ class Logger:
         if cfg.wandb is not None and cfg.wandb.mode != "disabled":
             self.wandb_run = start_wandb(cfg.wandb, run_dir, run_config, wandb_id)
         show_bar = sys.stderr.isatty() if cfg.progress_bar == "auto" else bool(cfg.progress_bar)
-        self.progress = tqdm(total=total_steps, initial=start_step, unit="step", unit_scale=True,
-                             dynamic_ncols=True, disable=not show_bar, file=sys.stderr)
+        self.total_steps = total_steps
+        # One rate on the bar, the runner's steps/s in the postfix (tqdm's own smoothed rate disagreed with it).
+        self.progress = tqdm(total=total_steps, initial=min(start_step, total_steps), unit="step", unit_scale=True,
+                             dynamic_ncols=True, disable=not show_bar, file=sys.stderr,
+                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+        # While the bar is shown, console log lines are written above it (tqdm.write); the log file
+        # (cli.log) still gets every line the terminal shows, evaluation lines included.
+        self.redirect = logging_redirect_tqdm() if show_bar else None
+        if self.redirect is not None:
+            self.redirect.__enter__()
         self.sps = 0.0
         self.recent_return = math.nan
 
@@ -195,7 +204,8 @@ class Logger:
         self._fan_out(step, metrics)
         self.sps = metrics.get("time/sps", 0.0)
         self.recent_return = recent_return
-        self.progress.update(step - self.progress.n)
+        # The last iteration may overshoot the budget: the bar stops at 100%.
+        self.progress.update(min(step, self.total_steps) - self.progress.n)
         postfix = {"steps/s": f"{self.sps:,.0f}"}
         if not math.isnan(recent_return):
             postfix["return"] = f"{recent_return:.1f}"
@@ -211,10 +221,7 @@ class Logger:
         message = (f"step {step:,}/{total_steps:,} | {self.sps:,.0f} steps/s | "
                    f"train return {self.recent_return:.1f} | eval return {metrics['eval/mean_return']:.1f} "
                    f"+- {metrics['eval/std_return']:.1f}")
-        if self.progress.disable:
-            log.info(message)
-        else:
-            self.progress.write(message, file=sys.stderr)
+        log.info(message)
 
     def _fan_out(self, step: int, metrics: dict[str, float]) -> None:
         for sink in self.csv_sinks:
@@ -229,6 +236,9 @@ class Logger:
 
     def close(self) -> None:
         self.progress.close()
+        if self.redirect is not None:
+            self.redirect.__exit__(None, None, None)
+            self.redirect = None
         if self.tensorboard is not None:
             self.tensorboard.close()
         if self.wandb_run is not None:

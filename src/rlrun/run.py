@@ -241,16 +241,17 @@ def run(cfg: DictConfig, run_dir: Path | None = None, algo_name: str | None = No
     the composed config is saved under .hydra/ once it has been accepted. `on_eval(step, mean_return)`
     is called after each evaluation; returning True stops the run there (a tuner's pruning).
     """
-    hydra_files = None
+    hydra_files = tuned = None
     if run_dir is None:
         from hydra.core.hydra_config import HydraConfig
 
         hydra_cfg = HydraConfig.get()
         run_dir = Path(hydra_cfg.runtime.output_dir)
         algo_name, env_name = hydra_cfg.runtime.choices["algo"], hydra_cfg.runtime.choices["env"]
+        tuned = hydra_cfg.runtime.choices.get("tuned")
         hydra_files = {"config.yaml": cfg, "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
                        "overrides.yaml": OmegaConf.create(list(hydra_cfg.overrides.task))}
-    evaluations = experiment(cfg, Path(run_dir), algo_name, env_name, hydra_files)
+    evaluations = experiment(cfg, Path(run_dir), algo_name, env_name, hydra_files, tuned)
     mean_return = math.nan
     try:
         while True:
@@ -284,7 +285,7 @@ def check_config(cfg: DictConfig, algo_name: str, env_name: str):
 
 
 def experiment(cfg: DictConfig, run_dir: Path, algo_name: str, env_name: str,
-               hydra_files: dict | None = None) -> Generator[tuple[int, float], None, float]:
+               hydra_files: dict | None = None, tuned: str | None = None) -> Generator[tuple[int, float], None, float]:
     """One run as a generator: yields (global_step, mean evaluation return) after each evaluation and
     returns the final mean evaluation return. Closing it early stops the run as Ctrl-C does (last.pt
     and summary.json written, `stopped_early` recorded)."""
@@ -338,6 +339,10 @@ def experiment(cfg: DictConfig, run_dir: Path, algo_name: str, env_name: str,
         run_config = OmegaConf.to_container(cfg, resolve=True)
         logger = Logger(log_cfg, run_dir, run_config, settings.total_steps, start_step, runner_state["wandb_id"],
                         resuming=resumed is not None)
+        log.info("%s algo=%s on %s (env=%s%s), seed %d, %s: %s steps%s (budgets round up to whole iterations); "
+                 "run directory %s", "resuming" if resumed else "training", algo_name, env_cfg.id, env_name,
+                 f", tuned file conf/tuned/{tuned}.yaml" if tuned else "", settings.seed, hw.device,
+                 f"{settings.total_steps:,}", f" from step {start_step:,}" if resumed else "", run_dir)
         return (yield from train(settings, run_dir, algo_name, env_name, env_cfg, algo, train_env, eval_env, logger,
                                  runner_state, run_config, start_step))
     finally:
