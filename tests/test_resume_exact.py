@@ -160,7 +160,7 @@ def split_equals_whole(rlrun, tmp_path, n: int, *overrides: str) -> None:
     for result in results:
         assert result.returncode == 0, result.describe()
         assert "fresh episodes" not in result.stderr, result.describe()
-    for name in ("metrics.csv", "eval.csv"):
+    for name in ("metrics.csv", "eval.csv", "episodes.csv", "eval_episodes.csv"):
         split_rows, whole_rows = read_rows(split / name), read_rows(whole / name)
         assert len(split_rows) == len(whole_rows) > 1, name
         for split_row, whole_row in zip(split_rows, whole_rows, strict=True):
