@@ -202,10 +202,14 @@ def test_dqn_with_saved_replay_split_run_equals_one_run(rlrun, tmp_path):
     ("env=HalfCheetah", "algo.num_envs=2", "algo.num_steps=64", "algo.num_minibatches=4"),
     ("algo=sac", "env=Hopper", "checkpoint.replay=true", "algo.learning_starts=300", "algo.steps_per_iteration=100",
      "network.hidden_sizes=[32,32]"),
-], ids=["a2c", "reinforce", "trpo", "td3", "ddpg-ou", "ppo-HalfCheetah", "sac-Hopper"])
+    ("algo=dqn", "env=Breakout", "network=cnn", "hardware=cpu", "checkpoint.replay=true", "algo.learning_starts=200",
+     "algo.buffer_size=1000", "algo.steps_per_iteration=200", "algo.train_frequency=8"),
+], ids=["a2c", "reinforce", "trpo", "td3", "ddpg-ou", "ppo-HalfCheetah", "sac-Hopper", "dqn-Breakout"])
 def test_every_algorithm_split_run_equals_one_run(rlrun, tmp_path, overrides):
-    n = 600 if "env=Hopper" in overrides else 1000 if "env=Pendulum" in overrides else 2000 if "algo=a2c" in overrides \
-        else 2048
+    if "env=Breakout" in overrides:
+        pytest.importorskip("ale_py")
+    n = {"env=Hopper": 600, "env=Pendulum": 1000, "algo=a2c": 2000, "env=Breakout": 400}
+    n = next((steps for key, steps in n.items() if key in overrides), 2048)
     split_equals_whole(rlrun, tmp_path, n, *overrides)
 
 
