@@ -102,8 +102,10 @@ def test_default_protocol_is_deterministic_and_machado_is_sticky():
         env = breakout(protocol)
         assert ale_of(env).getFloat("repeat_action_probability") == sticky, protocol
         env.close()
+    # A kwarg that contradicts the protocol is refused, not silently overridden.
+    sticky_kwargs = {"frameskip": 1, "repeat_action_probability": 0.25}
     with pytest.raises(ConfigError, match="repeat_action_probability"):
-        make_env(env_config({**load_conf("env", "Breakout"), "kwargs": {"frameskip": 1, "repeat_action_probability": 0.25}}))
+        make_env(env_config({**load_conf("env", "Breakout"), "kwargs": sticky_kwargs}))
 
 
 def test_life_loss_is_terminal_and_the_game_return_sums_every_life():
