@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from helpers import CONF, load_conf
 
+from rlrun.config import ConfigError
 from rlrun.envs import VecEnv, env_config
 
 ENV_NAMES = sorted(p.stem for p in (CONF / "env").glob("*.yaml"))
@@ -89,3 +90,8 @@ def test_reward_is_divided_by_the_std_of_the_discounted_return():
     _, reward, *_ = env.step(np.array([[0.5]]))
     raw = env.episode_return[0] - before
     assert reward[0] == pytest.approx(raw / np.sqrt(env.return_rms.var + 1e-8), rel=1e-5)
+
+
+def test_an_atari_protocol_without_the_atari_wrappers_is_a_config_error():
+    with pytest.raises(ConfigError, match="env.protocol=machado"):
+        env_config(load_conf("env", "CartPole", protocol="machado"))
