@@ -16,7 +16,9 @@ from rlrun.envs import VecEnv, env_config
 
 # (env config, max_episode_steps override): limits short enough that an episode is truncated within
 # the steps after the restore. With random actions CartPole and Hopper (10-50 steps) also terminate.
-EXACT_ENVS = [("CartPole", 15), ("Pendulum", 40), ("HalfCheetah", 40), ("Hopper", 25), ("Ant", 40)]
+# Ant and Humanoid read body positions before stepping (see rlrun.envs.state.MUJOCO_LAGGED).
+EXACT_ENVS = [("CartPole", 15), ("Pendulum", 40), ("HalfCheetah", 40), ("Hopper", 25), ("Ant", 40), ("Walker2d", 25),
+              ("Humanoid", 12)]
 
 
 def make(name: str, seed: int, num_envs: int = 2, backend: str = "sync", training: bool = True,
