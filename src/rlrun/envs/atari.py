@@ -6,8 +6,8 @@ Stable-Baselines3 implement it:
   - each action repeated for 4 frames, rewards summed, the observation the pixel-wise max over the
     last 2 of them (sprites flicker between frames);
   - the screen in grayscale (the ALE's own luminance), resized to 84x84 by area averaging, uint8;
-  - FIRE pressed at reset in games that need it to start (Breakout; harmless in Pong), as baselines'
-    FireResetEnv;
+  - FIRE pressed when a game starts in games that need it (Breakout; harmless in Pong), as baselines'
+    FireResetEnv (under the "nature" protocol, after each lost life too);
   - the last 4 frames stacked, channels first: observations of shape (4, 84, 84), uint8.
 gymnasium's AtariPreprocessing does the first three with OpenCV (an extra dependency of ~60 MB);
 `AtariPreprocessing` here does them with numpy: the area resize is a weighted sum of a few shifted
@@ -20,18 +20,18 @@ protocol they were measured with:
     CleanRL report: a deterministic ALE (no sticky actions); a lost life is terminal for the learner
     (`terminated`, so value targets do not bootstrap across it) and FIRE is pressed again after it,
     while the game goes on: episode statistics and evaluation returns count whole games;
-  - "machado": Machado et al. 2018 ("Revisiting the ALE", section 5): sticky actions (the previous
+  - "machado": Machado et al. 2018 ("Revisiting the ALE"): sticky actions (the previous
     action repeats with probability 0.25 at every frame) and no use of the life counter, so an
     episode, for the learner too, is a whole game (FIRE only at its start).
-Both cap a game at `env.max_episode_steps` agent steps (27,000 = 108,000 frames, 30 minutes of play),
-counted outside the frame skip; the ALE's own frame cap is turned off so that one limit counts.
+Both cap a game at `env.max_episode_steps` of the agent's own steps (27,000 x 4 frames = 108,000
+frames, 30 minutes of play), counted outside the frame skip (the no-ops and FIRE presses of resets come
+on top); the ALE's own frame cap is turned off so that one limit counts.
 
 Reward clipping to {-1, 0, 1} is the learner's (DQN's `algo.clip_reward`), so that
 train/episodic_return and eval/mean_return report the game score.
 """
 
 from __future__ import annotations
-
 
 import gymnasium as gym
 import numpy as np
