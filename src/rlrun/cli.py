@@ -148,3 +148,56 @@ def tune_main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def bench_main() -> None:
+    """`rlrun-bench SUITE [key=value ...] [--dry-run]`: run a benchmark suite (conf/bench/SUITE.yaml, or a
+    path) as Hydra multiruns, skipping runs already complete in its output directory, then write its report
+    to OUT/report/. `key=value` sets a suite key (seeds=[0,1] total_steps=20000 launcher=basic out=DIR);
+    any other override goes to every run (hardware=cpu). --dry-run prints the multiruns and runs nothing."""
+    import shlex
+
+    from rlrun.bench.report import write_report
+    from rlrun.bench.suite import load_suite, run_suite
+
+    args = sys.argv[1:]
+    if not args or any(arg in ("-h", "--help") for arg in args):
+        print(bench_main.__doc__.replace("\n    ", "\n"))
+        return
+    dry_run = "--dry-run" in args
+    args = [a for a in args if a != "--dry-run"]
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        suite = load_suite(args[0], args[1:])
+        out, failed = run_suite(suite, shlex.join(["rlrun-bench", *sys.argv[1:]]), dry_run=dry_run)
+        if dry_run:
+            return
+        report = write_report([out / "runs"], out / "report", title=f"Benchmark report: suite {suite.name}")
+    except ConfigError as error:
+        sys.exit(f"rlrun-bench: error: {error}")
+    except KeyboardInterrupt:
+        print("rlrun-bench: interrupted; rerun the same command to continue (complete runs are skipped)",
+              file=sys.stderr)
+        sys.exit(130)
+    print(f"rlrun-bench: report: {report}", flush=True)
+    if failed:
+        sys.exit(f"rlrun-bench: error: {len(failed)} multirun(s) failed (see their messages above); "
+                 "the report covers the complete runs; rerun the same command to retry the rest")
+
+
+def report_main() -> None:
+    """`rlrun-report DIR... [--out OUT] [--title TITLE]`: report.md, report.json and PNGs over every run
+    directory at or below the DIRs (runs, multiruns, suite outputs); OUT defaults to ./report."""
+    import argparse
+
+    from rlrun.bench.report import write_report
+
+    parser = argparse.ArgumentParser(prog="rlrun-report", description=report_main.__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="+", type=Path, help="run directories, multirun or suite output directories")
+    parser.add_argument("--out", type=Path, default=Path("report"), help="where report.md, report.json and PNGs go")
+    parser.add_argument("--title", default="Benchmark report")
+    args = parser.parse_args()
+    try:
+        print(f"rlrun-report: {write_report(args.dirs, args.out, args.title)}", flush=True)
+    except ConfigError as error:
+        sys.exit(f"rlrun-report: error: {error}")
