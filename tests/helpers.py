@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from omegaconf import OmegaConf
 
@@ -11,8 +9,9 @@ from rlrun.algos.ppo import PPO
 from rlrun.envs import VecEnv, env_config
 from rlrun.hardware import Hardware
 from rlrun.nets import network_config
+from rlrun.resources import CONF_DIR
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = CONF_DIR  # what the installed rlrun reads (the package rlrun.conf, the repository's conf/)
 CPU = Hardware(device=torch.device("cpu"), torch_threads=1, vector_backend="sync", workers=1)
 
 

@@ -20,8 +20,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from rlrun.config import ConfigError
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from rlrun.resources import CONF_DIR  # the package rlrun.conf: the repository's conf/, installed
 GROUPS = ("algo", "env", "network", "hardware", "logger")
 
 
@@ -111,7 +110,47 @@ def describe_hydra_error(error: Exception) -> str:
     return text
 
 
+def version() -> str:
+    from importlib import metadata
+
+    import rlrun
+
+    try:
+        return metadata.version("rlrun")
+    except metadata.PackageNotFoundError:  # a source checkout on sys.path, not installed
+        return rlrun.__version__
+
+
+HELP = """rlrun {version}: a config-driven deep-RL experiment runner (Hydra configs, checkpoints, W&B logging).
+
+Train, sweep, resume:
+  rlrun algo=ppo env=HalfCheetah                      PPO on MuJoCo HalfCheetah-v5, 1M steps, into outputs/
+  rlrun -m algo=sac,td3 env=Pendulum seed=0,1,2       a sweep: 6 runs under outputs/multirun/
+  rlrun resume=outputs/<date>/<run>                   continue a stopped run from its checkpoints/last.pt
+Then: rlrun-eval outputs/<date>/<run> episodes=10 video=true   (see rlrun-eval --help)
+
+Algorithms (algo=) by the environment's action space:
+  discrete actions:   {discrete}
+  continuous actions: {continuous}
+Environments (env=): {envs}
+Your own configs without editing rlrun: rlrun --config-dir my_conf env=MyEnv (my_conf/env/MyEnv.yaml).
+"""
+
+
+def print_help() -> None:
+    from rlrun.run import algorithms_for  # imported here: it loads torch and gymnasium
+
+    print(HELP.format(version=version(), discrete=", ".join(algorithms_for("discrete")),
+                      continuous=", ".join(algorithms_for("continuous")),
+                      envs=", ".join(sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml")))))
+
+
 def main() -> None:
+    if "--version" in sys.argv[1:]:
+        print(f"rlrun {version()}")  # Hydra's own --version would print Hydra's
+        return
+    if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+        print_help()  # then Hydra's help: the config groups and the composed config with its keys
     # Let composition errors reach us as exceptions instead of Hydra's multi-line report.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
@@ -143,6 +182,37 @@ def tune_main() -> None:
         sys.exit(f"rlrun-tune: error: {describe_hydra_error(error)}")
     except KeyboardInterrupt:
         print("rlrun-tune: interrupted; rerun the same command to resume the study", file=sys.stderr)
+        sys.exit(130)
+
+
+def eval_main() -> None:
+    """`rlrun-eval <run dir | checkpoint> [episodes=10] [deterministic=true] [seed=N] [video=true]
+    [video_frames=N] [video_size=[W,H]] [export=policy.onnx|policy.pt] [json=PATH] [env.<key>=...]`
+
+    Loads checkpoints/best.pt (else last.pt, or the file named) with its frozen normalisation, plays the
+    episodes (by default with the run's evaluation seed: the episodes of its own evaluations), prints
+    mean +- std and writes every episode's return and length to <run dir>/eval/<time>_<checkpoint>.json.
+    video=true writes one MP4 per episode under <run dir>/videos/ (rendering is slow without a GPU,
+    ~10 frames/s: cap it with video_frames=300 video_size=[320,240]); env.<key>=... changes the env
+    (env.max_episode_steps=200); export= writes the deterministic acting network for deployment."""
+    argv = sys.argv[1:]
+    if not argv or any(arg in ("-h", "--help") for arg in argv):
+        print(eval_main.__doc__.replace("\n    ", "\n"))
+        return
+    if "--version" in argv:
+        print(f"rlrun {version()}")
+        return
+    if any(arg.split("=", 1)[0] == "video" and arg.split("=", 1)[1].lower() in ("true", "1", "yes") for arg in argv):
+        from rlrun.envs.video import choose_gl_backend
+
+        choose_gl_backend()  # before mujoco's rendering module is imported: it reads MUJOCO_GL once
+    from rlrun.evaluate import run_eval
+
+    try:
+        run_eval(argv)
+    except ConfigError as error:
+        sys.exit(f"rlrun-eval: error: {error}")
+    except KeyboardInterrupt:
         sys.exit(130)
 
 

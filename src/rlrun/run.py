@@ -41,10 +41,11 @@ from rlrun.config import NON_NEGATIVE, POSITIVE, ConfigError, from_config, rule
 from rlrun.envs import VecEnv, env_config, spaces_of
 from rlrun.logging import Logger, logger_config, new_run_id
 from rlrun.nets import network_config
+from rlrun.resources import CONF_DIR
 
 log = logging.getLogger("rlrun")
 
-ALGO_DIR = Path(__file__).resolve().parents[2] / "conf" / "algo"
+ALGO_DIR = CONF_DIR / "algo"
 # The config groups and the run-level keys of conf/config.yaml: anything else at the top level is a typo
 # (`+totl_steps=...`) that would otherwise train silently with the default.
 GROUP_KEYS = ("algo", "env", "network", "hardware", "logger")

@@ -36,8 +36,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from rlrun.config import NON_NEGATIVE, POSITIVE, ConfigError, from_config, one_of, rule
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from rlrun.resources import CONF_DIR  # the package rlrun.conf: the repository's conf/, installed
 TUNE_DIR = CONF_DIR / "tune"
 # Override keys that choose how a run is executed or logged, not what it learns: left out of best.yaml.
 NOT_TUNED = ("seed", "resume", "logger", "hardware", "checkpoint", "hydra", "algo", "env", "network")

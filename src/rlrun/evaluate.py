@@ -1,0 +1,352 @@
+"""A trained run as a policy: `load_policy`, evaluation episodes (`rlrun-eval`), videos, export.
+
+A checkpoint holds the run's resolved config, the algorithm's state and the training env's
+normalisation statistics. `load_policy` rebuilds the algorithm from that config, loads its state and
+wraps its evaluation policy (`algo.act`, the one the runner evaluates) with the normalisation frozen:
+raw observations in, the actions the env takes out. With the run's evaluation seed the episodes are
+those of the run's own evaluations, so `rlrun-eval` reproduces the returns in eval_episodes.csv.
+
+`export` writes the deterministic acting network, normalisation and action clipping included, as
+TorchScript (.pt) or ONNX (.onnx): a deployed policy needs neither rlrun nor gymnasium.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+from torch import nn
+
+from rlrun import checkpoint
+from rlrun.config import NON_NEGATIVE, POSITIVE, ConfigError, from_config
+from rlrun.envs import EnvConfig, RunningMeanStd, VecEnv, env_config, make_env, spaces_of
+from rlrun.envs.video import VideoWriter, make_render_env, play_episode, video_fps
+from rlrun.hardware import Hardware
+from rlrun.nets import ActorCritic, Categorical, DeterministicActor, QNetwork, SquashedGaussianActor, network_config
+
+CHECKPOINTS = ("best.pt", "last.pt")  # what a run directory is evaluated with, in this order
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or a run directory's checkpoints/best.pt, else its last.pt."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    for folder in (path / "checkpoints", path):
+        for name in CHECKPOINTS:
+            if (folder / name).is_file():
+                return folder / name
+    if not path.exists():
+        raise ConfigError(f"{path}: no such run directory or checkpoint file")
+    raise ConfigError(f"{path}: no checkpoints/best.pt or checkpoints/last.pt there; pass a run directory "
+                      "made by rlrun or a checkpoint file")
+
+
+def run_dir_of(ckpt: Path) -> Path:
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+
+
+class Policy:
+    """A trained agent: `act(obs)` for one observation or a batch (raw, as the env returns them)."""
+
+    def __init__(self, algo, algo_name: str, env_cfg: EnvConfig, train_env_cfg: EnvConfig,
+                 obs_rms: RunningMeanStd | None, config: dict, path: Path, global_step: int):
+        self.algo = algo
+        self.algo_name = algo_name
+        self.env_cfg = env_cfg  # the env to evaluate in (the run's, with any overrides); see make_env
+        self.train_env_cfg = train_env_cfg
+        self.obs_rms = obs_rms
+        self.config = config  # the run's resolved config
+        self.path = path
+        self.global_step = global_step
+        self.observation_space, self.action_space = spaces_of(env_cfg)
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        """As the training env did (rlrun.envs.VecEnv.normalize_obs), with its statistics frozen."""
+        if self.obs_rms is None:
+            return obs.astype(np.float32, copy=False)
+        normalized = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
+        bound = self.train_env_cfg.clip_obs
+        return np.clip(normalized, -bound, bound).astype(np.float32)
+
+    def act(self, obs, deterministic: bool = True) -> np.ndarray:
+        """The action(s) for raw observation(s); continuous actions clipped to the env's bounds."""
+        obs = np.asarray(obs)
+        single = obs.shape == self.observation_space.shape
+        actions = self.algo.act(self.normalize(obs[None] if single else obs), deterministic)
+        if isinstance(self.action_space, gym.spaces.Box):
+            actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        return actions[0] if single else actions
+
+    def make_env(self, render_mode: str | None = None) -> gym.Env:
+        """The env the policy acts in (a gymnasium env, unseeded: pass reset(seed=...))."""
+        return make_env(self.env_cfg, render_mode=render_mode)
+
+    def network(self) -> nn.Module:
+        """The deterministic policy as one torch module: raw observations -> actions."""
+        return ActingNetwork(deterministic_head(self.algo), self.obs_rms, self.train_env_cfg.clip_obs,
+                             self.action_space)
+
+    def export(self, path: str | Path) -> Path:
+        """Write `network()` as TorchScript (.pt, .ts) or ONNX (.onnx), with a dynamic batch dimension."""
+        path = Path(path)
+        module = self.network()
+        example = torch.as_tensor(np.stack([self.observation_space.sample() for _ in range(2)]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".onnx":
+            try:
+                import onnx  # noqa: F401 -- torch's exporter needs it
+            except ImportError:
+                raise ConfigError("export to .onnx needs the onnx package (pip install onnx); "
+                                  "or export TorchScript with a .pt file name") from None
+            torch.onnx.export(module, (example,), str(path), input_names=["obs"], output_names=["action"],
+                              dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}}, dynamo=False)
+        elif path.suffix in (".pt", ".ts"):
+            # Tracing records the ops for this input; none of them branches on values or the batch size.
+            torch.jit.trace(module, example).save(str(path))
+        else:
+            raise ConfigError(f"export={path}: name a .onnx (ONNX) or .pt (TorchScript) file")
+        return path
+
+
+# --- the acting network, for export ------------------------------------------------------------------
+
+
+class ActorCriticMode(nn.Module):
+    """The mode of an on-policy actor: the Gaussian's mean, or the most likely discrete action."""
+
+    def __init__(self, net: ActorCritic):
+        super().__init__()
+        self.actor = net.actor
+        self.discrete = isinstance(net.dist, Categorical)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.actor(obs)
+        return out.argmax(-1) if self.discrete else out
+
+
+class SquashedMode(nn.Module):
+    """SAC's evaluation action: the squashed mean."""
+
+    def __init__(self, actor: SquashedGaussianActor):
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor.mode(obs)
+
+
+class Greedy(nn.Module):
+    """argmax_a Q(s, a). (A DQN with algo.eval_epsilon > 0 evaluates epsilon-greedily; its export is greedy.)"""
+
+    def __init__(self, q: QNetwork):
+        super().__init__()
+        self.q = q
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.q(obs).argmax(-1)
+
+
+def deterministic_head(algo) -> nn.Module:
+    """The network that maps a normalised observation to the algorithm's deterministic action."""
+    actor, net = getattr(algo, "actor", None), getattr(algo, "net", None)
+    if isinstance(actor, SquashedGaussianActor):
+        head = SquashedMode(actor)
+    elif isinstance(actor, DeterministicActor):  # DDPG, TD3
+        head = actor
+    elif isinstance(net, ActorCritic):  # PPO, A2C, A3C, TRPO, REINFORCE
+        head = ActorCriticMode(net)
+    elif isinstance(net, QNetwork):  # DQN and its variants
+        head = Greedy(net)
+    else:
+        raise ConfigError(f"export does not know the acting network of {type(algo).__name__}")
+    # A copy on the CPU in eval mode (DDPG's batch norm then uses its running statistics, as acting does).
+    return copy.deepcopy(head).cpu().eval().requires_grad_(False)
+
+
+class ActingNetwork(nn.Module):
+    """Raw observation -> action: frozen normalisation, the policy's deterministic head, bounds."""
+
+    def __init__(self, head: nn.Module, obs_rms: RunningMeanStd | None, clip_obs: float, action_space: gym.Space):
+        super().__init__()
+        self.head = head
+        self.normalize = obs_rms is not None
+        if obs_rms is not None:
+            self.register_buffer("mean", torch.as_tensor(obs_rms.mean, dtype=torch.float32))
+            self.register_buffer("std", torch.as_tensor(np.sqrt(obs_rms.var + 1e-8), dtype=torch.float32))
+        self.clip_obs = float(clip_obs)
+        self.bounded = isinstance(action_space, gym.spaces.Box)
+        if self.bounded:
+            self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
+            self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float()
+        if self.normalize:
+            x = ((x - self.mean) / self.std).clamp(-self.clip_obs, self.clip_obs)
+        action = self.head(x)
+        if self.bounded:
+            action = torch.maximum(torch.minimum(action, self.high), self.low)
+        return action
+
+
+# --- loading ------------------------------------------------------------------------------------------
+
+
+def load_policy(path: str | Path, env_overrides: list[str] | tuple[str, ...] = (), device: str = "cpu") -> Policy:
+    """The policy of a run directory (its checkpoints/best.pt, else last.pt) or of a checkpoint file.
+    `env_overrides` ("max_episode_steps=200", "kwargs.reset_noise_scale=0.2") change the env it is
+    evaluated in, not the network it was trained with."""
+    ckpt = find_checkpoint(path)
+    try:
+        state = checkpoint.load(ckpt)
+    except Exception as error:  # a truncated or foreign file: torch raises many kinds
+        raise ConfigError(f"{ckpt} cannot be read as an rlrun checkpoint ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else 'empty'})") from None
+    if not (isinstance(state, dict) and {"config", "algo", "env"} <= state.keys()):
+        raise ConfigError(f"{ckpt} is not an rlrun checkpoint (no config, algo and env state in it)")
+    config = state["config"]
+    cfg = OmegaConf.create(config)
+    train_env_cfg = env_config(cfg.env)
+    try:
+        overrides = OmegaConf.from_dotlist([o.removeprefix("env.") for o in env_overrides])
+    except Exception as error:
+        raise ConfigError(f"env overrides {list(env_overrides)}: {str(error).splitlines()[0]}") from None
+    env_cfg = env_config(OmegaConf.merge(cfg.env, overrides))
+    algo_cls = get_class(cfg.algo._target_)
+    algo_cfg = algo_cls.parse_config({k: v for k, v in cfg.algo.items() if k != "_target_"})
+    hw = Hardware(device=torch.device(device), torch_threads=torch.get_num_threads(), vector_backend="sync",
+                  workers=1)
+    seed = int(cfg.seed)
+    # The algorithm is built as the runner built it (its constructor wants the training env, for the
+    # spaces and the number of copies), then that env is closed: acting never steps it.
+    env = VecEnv(train_env_cfg, getattr(algo_cfg, "num_envs", 1), seed, "sync", getattr(algo_cfg, "gamma", 0.99),
+                 training=False)
+    try:
+        algo = algo_cls(algo_cfg, env, network_config(cfg.network), hw, seed, int(cfg.total_steps))
+        try:
+            algo.load_state_dict({k: v for k, v in state["algo"].items() if k != "replay"})
+        except (RuntimeError, KeyError, ValueError, TypeError) as error:
+            raise ConfigError(f"{ckpt}: its state does not fit the config saved with it "
+                              f"({str(error).splitlines()[0]})") from None
+        observation_space, action_space = env.observation_space, env.action_space
+    finally:
+        env.close()
+    obs_rms = None
+    if train_env_cfg.normalize_obs and state["env"].get("obs_rms") is not None:
+        obs_rms = RunningMeanStd(observation_space.shape)
+        obs_rms.load_state_dict(state["env"]["obs_rms"])
+    policy = Policy(algo, state.get("algo_name", cfg.algo._target_), env_cfg, train_env_cfg, obs_rms, config, ckpt,
+                    int(state.get("global_step", 0)))
+    if (policy.observation_space.shape, policy.action_space) != (observation_space.shape, action_space):
+        raise ConfigError(f"the env overrides change the spaces the policy was trained on ({observation_space.shape}, "
+                          f"{action_space} -> {policy.observation_space.shape}, {policy.action_space})")
+    return policy
+
+
+# --- rlrun-eval ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalArgs:
+    """The keys of `rlrun-eval <run dir | checkpoint> [key=value ...]`."""
+
+    episodes: int = field(default=10, metadata={"rule": POSITIVE})
+    deterministic: bool = True  # the policy's mode (false: sample actions)
+    seed: int | None = field(default=None, metadata={"rule": NON_NEGATIVE})  # default: the run's evaluation seed
+    video: bool = False  # MP4 of each episode under <run dir>/videos/
+    video_frames: int | None = field(default=None, metadata={"rule": POSITIVE})  # frames per video (None: all)
+    video_size: list[int] | None = None  # [width, height] of the frames (None: the env's own)
+    json: str | None = None  # where to write returns and lengths (default <run dir>/eval/<time>_<checkpoint>.json)
+    export: str | None = None  # also write the acting network: policy.onnx or policy.pt (TorchScript)
+    device: str = "cpu"
+
+
+def parse_eval_args(argv: list[str]) -> tuple[str, EvalArgs, list[str]]:
+    """(checkpoint or run dir, the keys, the env overrides) of rlrun-eval's command line."""
+    positional = [a for a in argv if "=" not in a]
+    if len(positional) != 1:
+        raise ConfigError("name one run directory or checkpoint file: rlrun-eval outputs/<date>/<run> [episodes=10 ...]")
+    pairs = [a for a in argv if "=" in a]
+    env_overrides = [a for a in pairs if a.startswith("env.")]
+    keys = OmegaConf.to_container(OmegaConf.from_dotlist([a for a in pairs if not a.startswith("env.")]))
+    args = from_config(EvalArgs, keys, "rlrun-eval")
+    if args.video_size is not None and (len(args.video_size) != 2 or min(args.video_size) <= 0):
+        raise ConfigError(f"video_size must be [width,height] in pixels (got {args.video_size})")
+    return positional[0], args, env_overrides
+
+
+def evaluate_policy(policy: Policy, episodes: int, seed: int | None, deterministic: bool = True,
+                    video_dir: Path | None = None, video_frames: int | None = None,
+                    video_size: tuple[int, int] | None = None) -> dict:
+    """`episodes` episodes in one env seeded once with `seed` (as the runner's evaluation env): their
+    returns and lengths, and the videos written."""
+    size = tuple(video_size) if video_size else None
+    env = make_render_env(policy.env_cfg, size) if video_dir is not None else policy.make_env()
+    returns, lengths, videos = [], [], []
+    try:
+        for episode in range(episodes):
+            video = None
+            if video_dir is not None:
+                video = VideoWriter(video_dir / f"{policy.path.stem}_step{policy.global_step}_episode{episode}.mp4",
+                                    video_fps(env))
+            try:
+                episode_return, length = play_episode(env, lambda obs: policy.act(obs, deterministic),
+                                                      seed if episode == 0 else None, video, size, video_frames)
+            finally:
+                if video is not None:
+                    video.close()
+                    videos.append({"path": str(video.path), "frames": video.frames, "seconds": video.seconds})
+            returns.append(episode_return)
+            lengths.append(length)
+    finally:
+        env.close()
+    return {"returns": returns, "lengths": lengths, "videos": videos}
+
+
+def evaluation_seed(policy: Policy) -> int:
+    """The seed of the run's own evaluations (seed + eval.seed_offset)."""
+    return int(policy.config["seed"]) + int(policy.config.get("eval", {}).get("seed_offset", 0))
+
+
+def run_eval(argv: list[str]) -> dict:
+    """rlrun-eval: evaluate, print mean +- std, write the JSON (and videos, and the export)."""
+    from rlrun.run import write_json
+
+    target, args, env_overrides = parse_eval_args(argv)
+    policy = load_policy(target, env_overrides, args.device)
+    run_dir = run_dir_of(policy.path)
+    seed = evaluation_seed(policy) if args.seed is None else args.seed
+    result = evaluate_policy(policy, args.episodes, seed, args.deterministic,
+                             run_dir / "videos" if args.video else None, args.video_frames, args.video_size)
+    returns = result["returns"]
+    summary = {"checkpoint": str(policy.path), "global_step": policy.global_step, "algo": policy.algo_name,
+               "env_id": policy.env_cfg.id, "env_overrides": env_overrides, "episodes": args.episodes,
+               "deterministic": args.deterministic, "seed": seed, "mean_return": float(np.mean(returns)),
+               "std_return": float(np.std(returns)), **result}
+    out = Path(args.json) if args.json else (
+        run_dir / "eval" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{policy.path.stem}.json")
+    if args.export:
+        summary["export"] = str(policy.export(args.export))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, summary)
+    mode = "deterministic" if args.deterministic else "stochastic"
+    print(f"{policy.path} (step {policy.global_step:,}), {policy.env_cfg.id}: return "
+          f"{summary['mean_return']:.2f} +- {summary['std_return']:.2f} over {args.episodes} episodes ({mode}, "
+          f"seed {seed}); lengths {min(result['lengths'])}-{max(result['lengths'])}", flush=True)
+    print(f"returns and lengths: {out}")
+    for video in result["videos"]:
+        print(f"video: {video['path']} ({video['frames']} frames, {video['seconds']:.1f} s)")
+    if args.export:
+        print(f"exported the acting network: {summary['export']}")
+    return summary
+
+
+__all__ = ["Policy", "evaluate_policy", "find_checkpoint", "load_policy", "run_eval"]
