@@ -323,3 +323,15 @@ def test_a_trials_seeds_each_log_their_own_wandb_run_side_by_side_grouped_by_tri
         # Both runs were open at once and each logged its whole history (the first evaluation, then the end).
         assert [row["global_step"] for row in wandb_history(log) if "eval/mean_return" in row] == [1024, 2048]
     assert len(ids) == 2
+
+
+def test_a_config_refused_without_any_sampled_value_stops_the_study_instead_of_failing_every_trial(tmp_path):
+    from optuna.trial import TrialState
+
+    study = prepare([*SHORT, "tune.seeds=1", f"tune.dir={tmp_path / 'study'}"])
+    # What conf/ edited under a running study looks like to it: the base config no longer passes.
+    study.target.overrides.append("eval.episodes=0")
+    with pytest.raises(ConfigError, match="every trial would fail: eval.episodes must be > 0"):
+        study.run_trial()
+    (trial,) = study.study.trials
+    assert trial.state == TrialState.FAIL

@@ -348,11 +348,14 @@ class Study:
             raise
         except Exception as error:  # noqa: BLE001
             # A sampled combination rlrun refuses (ConfigError), a NaN loss (RunError), a crashed env or
-            # logger: this trial fails, not the study.
+            # logger: this trial fails, not the study. But a config that rlrun refuses without the
+            # sampled values (conf/ edited since the study started) would fail every trial: stop there.
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             trial.set_user_attr("error", message)
             self.study.tell(trial, state=TrialState.FAIL)
             self.announce(trial.number, f"failed: {message}", params)
+            if isinstance(error, ConfigError):
+                self.check_base()
         else:
             value = iqm(finals) if self.settings.objective == "iqm" else float(np.mean(finals))
             trial.set_user_attr("seed_returns", finals)
@@ -366,6 +369,16 @@ class Study:
             self.announce(trial.number, f"complete: {value:.1f} ({self.settings.objective} of "
                           f"{', '.join(f'{r:.1f}' for r in finals)}); best trial {best.number}: {best.value:.1f}",
                           params)
+
+    def check_base(self) -> None:
+        """Raises ConfigError if the study's config without any sampled value is refused."""
+        from rlrun.run import check_config
+
+        try:
+            check_config(self.target.compose(), self.target.algo, self.target.env)
+        except ConfigError as error:
+            raise ConfigError(f"the study's config is refused without any sampled value, so every trial would "
+                              f"fail: {error}") from None
 
     def trial_overrides(self, params: dict) -> list[str]:
         return [override(key, value) for key, value in params.items()]
