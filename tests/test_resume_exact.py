@@ -176,18 +176,18 @@ def split_equals_whole(rlrun, tmp_path, n: int, *overrides: str) -> None:
 
 
 def test_ppo_split_run_equals_one_run(rlrun, tmp_path):
-    split_equals_whole(rlrun, tmp_path, 2048, "env=CartPole")
+    split_equals_whole(rlrun, tmp_path, 1024, "env=CartPole")
 
 
 def test_sac_with_saved_replay_split_run_equals_one_run(rlrun, tmp_path):
-    split_equals_whole(rlrun, tmp_path, 1000, "algo=sac", "env=Pendulum", "checkpoint.replay=true",
-                       "algo.learning_starts=500", "algo.steps_per_iteration=250")
+    split_equals_whole(rlrun, tmp_path, 500, "algo=sac", "env=Pendulum", "checkpoint.replay=true",
+                       "algo.learning_starts=250", "algo.steps_per_iteration=125")
 
 
 def test_dqn_with_saved_replay_split_run_equals_one_run(rlrun, tmp_path):
     # An evaluation epsilon: evaluations draw from their own generator, which the checkpoint keeps too.
-    split_equals_whole(rlrun, tmp_path, 2000, "algo=dqn", "env=CartPole", "checkpoint.replay=true",
-                       "algo.learning_starts=500", "algo.eval_epsilon=0.5", "eval.episodes=3")
+    split_equals_whole(rlrun, tmp_path, 1000, "algo=dqn", "env=CartPole", "checkpoint.replay=true",
+                       "algo.learning_starts=250", "algo.eval_epsilon=0.5", "eval.episodes=3")
 
 
 # The other algorithms and a MuJoCo env: the same proof, in the slow set (a few seconds per run, but
