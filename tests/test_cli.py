@@ -155,7 +155,8 @@ def test_short_run_saves_the_composed_config(short_run):
     tuned = yaml.safe_load((REPO / "conf" / "tuned" / "ppo_CartPole.yaml").read_text())
     for key, value in tuned["algo"].items():  # ... which is applied for the rest
         assert config["algo"][key] == pytest.approx(value), f"algo.{key} is not conf/tuned/ppo_CartPole.yaml's"
-    assert config["eval"] == {"every_steps": 1024, "episodes": 1, "seed_offset": 10000}
+    assert config["eval"] == {"every_steps": 1024, "episodes": 1, "seed_offset": 10000, "video_every_steps": 0,
+                              "video_frames": 300, "video_size": None}
     assert config["logger"]["csv"] is True and config["logger"]["wandb"] is None
 
 

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -41,6 +41,7 @@ from rlrun.config import NON_NEGATIVE, POSITIVE, ConfigError, from_config, rule
 from rlrun.envs import VecEnv, env_config, spaces_of
 from rlrun.logging import Logger, logger_config, new_run_id
 from rlrun.nets import network_config
+from rlrun.resources import CONF_DIR
 from rlrun.resources import CONF_DIR
 
 log = logging.getLogger("rlrun")
@@ -64,6 +65,10 @@ class EvalConfig:
     every_steps: int = rule(NON_NEGATIVE)
     episodes: int = rule(POSITIVE)
     seed_offset: int
+    # Training videos (rlrun.envs.video.record_training_video); defaults keep configs without the keys valid.
+    video_every_steps: int = field(default=0, metadata={"rule": NON_NEGATIVE})
+    video_frames: int | None = field(default=300, metadata={"rule": POSITIVE})
+    video_size: list[int] | None = None
 
 
 @dataclass
@@ -389,6 +394,7 @@ def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env
 
     step = start_step
     next_eval = next_multiple(step, settings.eval.every_steps)
+    next_video = next_multiple(step, settings.eval.video_every_steps)
     next_ckpt = next_multiple(step, settings.checkpoint.every_steps)
     last_eval: list[float] | None = None
     interrupted = stopped_early = warned_divergence = False
@@ -456,6 +462,14 @@ def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env
                     logger.log_eval(step, {"eval/mean_return": mean_return, "eval/std_return": float(np.std(last_eval))},
                                     settings.total_steps)
                     next_eval = next_multiple(step, settings.eval.every_steps)
+                    if step >= next_video:
+                        from rlrun.envs.video import record_training_video
+
+                        video = record_training_video(algo, train_env, env_cfg, run_dir, step, settings.seed
+                                                      + settings.eval.seed_offset, logger, settings.eval.video_frames,
+                                                      settings.eval.video_size)
+                        log.info("video of one evaluation episode: %s (%d frames)", video["path"], video["frames"])
+                        next_video = next_multiple(step, settings.eval.video_every_steps)
                     if mean_return > runner_state["best_return"]:
                         runner_state["best_return"] = mean_return
                         save("best.pt", step)

@@ -60,6 +60,8 @@ def make_render_env(env_cfg, size: tuple[int, int] | None = None) -> gym.Env:
 def render(env: gym.Env, size: tuple[int, int] | None) -> np.ndarray:
     try:
         frame = env.render()
+    except gym.error.DependencyNotInstalled as error:  # classic control draws with pygame
+        raise ConfigError(f"rendering {env.spec.id if env.spec else 'the env'} needs a package: {error}") from None
     except Exception as error:  # mujoco.FatalError, AttributeError from PyOpenGL: no usable GL context
         backend = os.environ.get("MUJOCO_GL", "unset")
         raise ConfigError(f"rendering {env.spec.id if env.spec else 'the env'} failed with MUJOCO_GL={backend} "
@@ -76,7 +78,7 @@ def render(env: gym.Env, size: tuple[int, int] | None) -> np.ndarray:
 class VideoWriter:
     """Frames appended one by one to an MP4 (H.264, yuv420p: plays in browsers, W&B and TensorBoard)."""
 
-    def __init__(self, path: Path, fps: float):
+    def __init__(self, path: Path, fps: float, keep_width: int | None = None):
         try:
             import imageio.v2 as imageio
             import imageio_ffmpeg  # noqa: F401 -- the plugin imageio needs for MP4
@@ -90,11 +92,17 @@ class VideoWriter:
         self.writer = imageio.get_writer(self.path, fps=fps, codec="libx264", macro_block_size=1,
                                          pixelformat="yuv420p", ffmpeg_log_level="error")
         self.frames = 0
+        # Small copies of the frames, for TensorBoard (which shows GIFs, not MP4): `keep_width` pixels wide.
+        self.keep_width = keep_width
+        self.kept: list[np.ndarray] = []
 
     def append(self, frame: np.ndarray) -> None:
         pad = ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0))
         self.writer.append_data(np.pad(frame, pad) if any(p[1] for p in pad) else frame)
         self.frames += 1
+        if self.keep_width is not None:
+            step = max(1, frame.shape[1] // self.keep_width)
+            self.kept.append(frame[::step, ::step].copy())
 
     def close(self) -> None:
         self.writer.close()
@@ -138,11 +146,13 @@ def play_episode(env: gym.Env, act: Act, seed: int | None, video: VideoWriter | 
 
 
 def record_episode(env_cfg, act: Act, path: Path, seed: int | None, max_frames: int | None = None,
-                   size: tuple[int, int] | None = None) -> dict:
-    """Render one episode of `act` into an MP4 at `path`; returns what was recorded."""
+                   size: tuple[int, int] | None = None, keep_width: int | None = None) -> dict:
+    """Render one episode of `act` into an MP4 at `path`; returns what was recorded (with `keep_width`,
+    also "kept": the frames downscaled to about that width)."""
+    size = tuple(size) if size else None
     env = make_render_env(env_cfg, size)
     try:
-        video = VideoWriter(path, video_fps(env))
+        video = VideoWriter(path, video_fps(env), keep_width)
         try:
             episode_return, length = play_episode(env, act, seed, video, size, max_frames)
         finally:
@@ -150,4 +160,39 @@ def record_episode(env_cfg, act: Act, path: Path, seed: int | None, max_frames: 
     finally:
         env.close()
     return {"path": str(path), "return": episode_return, "length": length, "frames": video.frames,
-            "seconds": video.seconds, "fps": video.fps}
+            "seconds": video.seconds, "fps": video.fps, "kept": video.kept}
+
+
+def record_training_video(algo, train_env, env_cfg, run_dir: Path, step: int, seed: int, logger,
+                          max_frames: int | None, size: tuple[int, int] | None) -> dict:
+    """The runner's `eval.video_every_steps`: one evaluation episode (deterministic policy, the training
+    env's normalisation frozen, the evaluation seed) as videos/step<N>.mp4, logged to W&B and TensorBoard."""
+    def act(obs: np.ndarray) -> np.ndarray:
+        return algo.act(train_env.normalize_obs(obs[None], update=False), deterministic=True)[0]
+
+    recorded = record_episode(env_cfg, act, run_dir / "videos" / f"step{step}.mp4", seed, max_frames, size,
+                              keep_width=160 if logger.tensorboard is not None else None)
+    if logger.wandb_run is not None:
+        import wandb
+
+        logger.wandb_run.log({"global_step": step, "eval/video": wandb.Video(recorded["path"], format="mp4")})
+    if logger.tensorboard is not None and recorded["kept"]:
+        logger.tensorboard._get_file_writer().add_summary(gif_summary("eval/video", recorded["kept"],
+                                                                      recorded["fps"]), step)
+    return recorded
+
+
+def gif_summary(tag: str, frames: list[np.ndarray], fps: float):
+    """A TensorBoard image summary holding an animated GIF: what SummaryWriter.add_video writes, encoded
+    with Pillow instead of moviepy (which add_video needs, and which would downgrade Pillow)."""
+    import io
+
+    from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    images = [Image.fromarray(frame) for frame in frames]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=1000 / fps, loop=0)
+    height, width = frames[0].shape[:2]
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=buffer.getvalue())
+    return Summary(value=[Summary.Value(tag=tag, image=image)])
