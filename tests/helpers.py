@@ -10,7 +10,6 @@ from rlrun.envs import VecEnv, env_config
 from rlrun.hardware import Hardware
 from rlrun.nets import network_config
 from rlrun.resources import CONF_DIR
-from rlrun.resources import CONF_DIR
 
 CONF = CONF_DIR  # what the installed rlrun reads (the package rlrun.conf, the repository's conf/)
 CPU = Hardware(device=torch.device("cpu"), torch_threads=1, vector_backend="sync", workers=1)

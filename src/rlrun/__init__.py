@@ -14,12 +14,3 @@ def __getattr__(name: str):
 
         return load_policy
     raise AttributeError(f"module 'rlrun' has no attribute {name!r}")
-
-
-def __getattr__(name: str):
-    # `from rlrun import load_policy` without importing torch and gymnasium on every `import rlrun`.
-    if name == "load_policy":
-        from rlrun.evaluate import load_policy
-
-        return load_policy
-    raise AttributeError(f"module 'rlrun' has no attribute {name!r}")

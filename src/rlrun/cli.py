@@ -216,37 +216,6 @@ def eval_main() -> None:
         sys.exit(130)
 
 
-def eval_main() -> None:
-    """`rlrun-eval <run dir | checkpoint> [episodes=10] [deterministic=true] [seed=N] [video=true]
-    [video_frames=N] [video_size=[W,H]] [export=policy.onnx|policy.pt] [json=PATH] [env.<key>=...]`
-
-    Loads checkpoints/best.pt (else last.pt, or the file named) with its frozen normalisation, plays the
-    episodes (by default with the run's evaluation seed: the episodes of its own evaluations), prints
-    mean +- std and writes every episode's return and length to <run dir>/eval/<time>_<checkpoint>.json.
-    video=true writes one MP4 per episode under <run dir>/videos/ (rendering is slow without a GPU,
-    ~10 frames/s: cap it with video_frames=300 video_size=[320,240]); env.<key>=... changes the env
-    (env.max_episode_steps=200); export= writes the deterministic acting network for deployment."""
-    argv = sys.argv[1:]
-    if not argv or any(arg in ("-h", "--help") for arg in argv):
-        print(eval_main.__doc__.replace("\n    ", "\n"))
-        return
-    if "--version" in argv:
-        print(f"rlrun {version()}")
-        return
-    if any(arg.split("=", 1)[0] == "video" and arg.split("=", 1)[1].lower() in ("true", "1", "yes") for arg in argv):
-        from rlrun.envs.video import choose_gl_backend
-
-        choose_gl_backend()  # before mujoco's rendering module is imported: it reads MUJOCO_GL once
-    from rlrun.evaluate import run_eval
-
-    try:
-        run_eval(argv)
-    except ConfigError as error:
-        sys.exit(f"rlrun-eval: error: {error}")
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
 if __name__ == "__main__":
     main()
 

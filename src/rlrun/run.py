@@ -42,7 +42,6 @@ from rlrun.envs import VecEnv, env_config, spaces_of
 from rlrun.logging import Logger, logger_config, new_run_id
 from rlrun.nets import network_config
 from rlrun.resources import CONF_DIR
-from rlrun.resources import CONF_DIR
 
 log = logging.getLogger("rlrun")
 
