@@ -252,9 +252,9 @@ class Study:
         self.target, self.settings, self.space, self.base = target, settings, space, base
         self.name = settings.study_name or f"{target.algo}_{target.env}"
         self.dir = Path(settings.dir or Path("outputs") / "tune" / self.name)
-        self.dir.mkdir(parents=True, exist_ok=True)
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # this module prints one line per trial
         self.storage = self.open_storage()
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.study = optuna.create_study(study_name=self.name, storage=self.storage, direction="maximize",
                                          sampler=self.make_sampler(), pruner=self.make_pruner(),
                                          load_if_exists=True)
@@ -264,10 +264,16 @@ class Study:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         if self.settings.storage:
-            # Heartbeats let workers on other machines find a dead worker's trial and retry it.
-            return optuna.storages.RDBStorage(
-                self.settings.storage, heartbeat_interval=60, grace_period=180,
-                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
+            # An RDB URL (postgresql://..., needs its driver, e.g. psycopg2-binary; sqlite:///file.db).
+            # Optuna's heartbeats run only inside study.optimize(), not with ask/tell as here: a dead
+            # worker's trial is found by the next tuner started on that worker's machine (recover()).
+            try:
+                return optuna.storages.RDBStorage(self.settings.storage)
+            except Exception as error:  # noqa: BLE001  (a bad URL, a missing driver, a database not reached)
+                raise ConfigError(f"tune.storage={self.settings.storage}: cannot open it "
+                                  f"({str(error).strip().splitlines()[0]}); PostgreSQL needs "
+                                  "`pip install psycopg2-binary`") from None
+        self.dir.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(self.dir / "study.journal")))
 
     def make_sampler(self):
