@@ -153,6 +153,7 @@ def test_rerunning_a_finished_study_runs_no_trial_again(study, rlrun):
 # 2. Several workers, one storage
 
 
+@pytest.mark.slow  # two worker processes, 4 trials: ~30 s on 2 cores
 def test_two_workers_share_one_study_and_finish_it_without_repeating_a_trial(rlrun, tmp_path):
     study_dir = tmp_path / "shared"
     proc = rlrun_tune("algo=ppo", "env=CartPole", "total_steps=2048", "eval.every_steps=1024", "eval.episodes=1",
@@ -178,6 +179,7 @@ def test_two_workers_share_one_study_and_finish_it_without_repeating_a_trial(rlr
 # 3. A study killed mid-trial resumes
 
 
+@pytest.mark.slow  # three trials of 8192 steps around a kill: ~40 s on 2 cores
 def test_a_study_killed_mid_trial_resumes_and_runs_the_killed_trial_again(rlrun, tmp_path):
     from optuna.trial import TrialState
 
