@@ -19,8 +19,8 @@ from rlrun.config import ConfigError
 
 ENTRY_FILE = "bench_entry.json"  # written by a suite above its runs: the entry's label
 # Overrides that say where, how long or how a run is logged, not what it is: they do not name an entry.
-_NOT_LABEL = ("seed", "env", "algo", "total_steps", "schedule_steps", "resume", "eval.", "checkpoint.",
-              "logger", "hardware", "hydra")
+_NOT_LABEL_KEYS = ("seed", "env", "algo", "total_steps", "schedule_steps", "resume")
+_NOT_LABEL_PREFIXES = ("eval.", "checkpoint.", "logger", "hardware", "hydra")
 
 
 @dataclass
@@ -92,7 +92,8 @@ def _entry_label(run_dir: Path) -> str | None:
 def default_label(algo: str, overrides: list[str]) -> str:
     """The algorithm, plus the overrides that make this run differ from the algorithm's defaults
     (`ppo[algo.clip_coef=0.1]`), so that the runs of one multirun over a hyperparameter stay apart."""
-    extra = sorted(o for o in overrides if not o.lstrip("+~").startswith(_NOT_LABEL))
+    keys = {o: o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    extra = sorted(o for o, k in keys.items() if k not in _NOT_LABEL_KEYS and not k.startswith(_NOT_LABEL_PREFIXES))
     return f"{algo}[{','.join(extra)}]" if extra else algo
 
 

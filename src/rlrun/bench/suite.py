@@ -159,7 +159,9 @@ def check(suite: Suite) -> dict[tuple[str, str], int]:
         for env in entry_envs(suite, entry):
             where = f"suite {suite.name}, entry {entry.label} on {env}"
             try:
-                cfg = compose(entry.algo, env, run_overrides(suite, entry))
+                # Hydra's own keys (hydra.launcher.*) belong to the launcher, not to the job's config.
+                job_overrides = [o for o in run_overrides(suite, entry) if not o.lstrip("+~").startswith("hydra")]
+                cfg = compose(entry.algo, env, job_overrides)
                 check_config(cfg, entry.algo, env)
             except ConfigError as error:
                 raise ConfigError(f"{where}: {error}") from None
