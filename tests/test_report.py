@@ -48,10 +48,11 @@ def test_report_aggregates_a_real_multirun(sweep, tmp_path):
         assert agg["envs"] == ["CartPole"] and len(agg["scores"]) == 2
         point, low, high = agg["iqm"]
         assert low <= point <= high
-    assert {(i["x"], i["y"]) for i in data["improvements"]} == {
-        ("ppo[algo.clip_coef=0.1]", "ppo[algo.clip_coef=0.2]"), ("ppo[algo.clip_coef=0.2]", "ppo[algo.clip_coef=0.1]")}
-    pair = {(i["x"], i["y"]): i["p"] for i in data["improvements"]}
-    assert sum(pair.values()) == pytest.approx(1.0)  # P(X > Y) + P(Y > X) = 1 with ties counted half
+    (improvement,) = data["improvements"]
+    x, y = ({r["label"]: r["final_returns"] for r in data["rows"]}[k] for k in (improvement["x"], improvement["y"]))
+    pairs = [(a, b) for a in x for b in y]
+    by_hand = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / len(pairs)
+    assert improvement["x"] == "ppo[algo.clip_coef=0.1]" and improvement["p"] == pytest.approx(by_hand)
     text = (out / "report.md").read_text()
     for needle in ("IQM [95% CI]", "P(X > Y)", "learning_curves.png", "## Speed", "Commit(s):", "torch"):
         assert needle in text
