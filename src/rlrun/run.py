@@ -377,6 +377,7 @@ def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env
             kept = (f"{ckpt_dir / 'last.pt'} (step {last_good['step']:,}) is the last finite checkpoint"
                     if last_good["step"] is not None else "no checkpoint was written")
             raise RunError(f"non-finite values in {', '.join(bad[:3])} at step {step:,}; stopping: {kept}")
+        runner_state["recent_returns"] = list(recent_returns)
         try:
             checkpoint.save({"algo_name": algo_name, "env_name": env_name, "env_id": env_cfg.id,
                              "global_step": step, "algo": algo_state, "env": train_env.state_dict(),
@@ -397,7 +398,8 @@ def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env
     next_ckpt = next_multiple(step, settings.checkpoint.every_steps)
     last_eval: list[float] | None = None
     interrupted = stopped_early = warned_divergence = False
-    recent_returns: deque[float] = deque(maxlen=20)  # what the progress bar and log lines show
+    # What the progress bar and log lines show; in the checkpoint, so a resumed run shows the same.
+    recent_returns: deque[float] = deque(runner_state.get("recent_returns", []), maxlen=20)
     wall_start = time.perf_counter()
     train_seconds = 0.0
 
