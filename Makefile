@@ -7,12 +7,12 @@ ARGS ?=
 
 .PHONY: train test test-fast bench clean-outputs
 
-$(BIN)/.installed: pyproject.toml constraints.txt
+$(BIN)/.installed: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and exactly: any other spelling can pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[tensorboard,test,bench,atari]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[tensorboard,test,bench,atari,video]'
 	touch $@
 
 ## Train PPO on MuJoCo HalfCheetah-v5 for 1M steps (pass more overrides with ARGS="seed=1 ...").
