@@ -253,7 +253,7 @@ def run(cfg: DictConfig, run_dir: Path | None = None, algo_name: str | None = No
         hydra_cfg = HydraConfig.get()
         run_dir = Path(hydra_cfg.runtime.output_dir)
         algo_name, env_name = hydra_cfg.runtime.choices["algo"], hydra_cfg.runtime.choices["env"]
-        tuned = hydra_cfg.runtime.choices.get("tuned")
+        tuned = applied_tuned_file(hydra_cfg)
         hydra_files = {"config.yaml": cfg, "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
                        "overrides.yaml": OmegaConf.create(list(hydra_cfg.overrides.task))}
     evaluations = experiment(cfg, Path(run_dir), algo_name, env_name, hydra_files, tuned)
@@ -266,6 +266,26 @@ def run(cfg: DictConfig, run_dir: Path | None = None, algo_name: str | None = No
                 return mean_return
     except StopIteration as finished:
         return finished.value
+
+
+def applied_tuned_file(hydra_cfg) -> str | None:
+    """The tuned file (`- optional tuned: ${algo}_${env}`) that Hydra found on its search path, if any:
+    the choice is recorded whether or not the optional file exists."""
+    name = hydra_cfg.runtime.choices.get("tuned")
+    for source in hydra_cfg.runtime.config_sources if name else ():
+        if source.schema == "file":
+            path = Path(source.path) / "tuned" / f"{name}.yaml"
+            if path.is_file():
+                return str(path)
+        elif source.schema == "pkg":
+            from importlib import resources
+
+            try:
+                if resources.files(source.path).joinpath("tuned", f"{name}.yaml").is_file():
+                    return f"pkg://{source.path}/tuned/{name}.yaml"
+            except ModuleNotFoundError:
+                continue
+    return None
 
 
 def check_config(cfg: DictConfig, algo_name: str, env_name: str):
@@ -346,7 +366,7 @@ def experiment(cfg: DictConfig, run_dir: Path, algo_name: str, env_name: str,
                         resuming=resumed is not None)
         log.info("%s algo=%s on %s (env=%s%s), seed %d, %s: %s steps%s (budgets round up to whole iterations); "
                  "run directory %s", "resuming" if resumed else "training", algo_name, env_cfg.id, env_name,
-                 f", tuned file conf/tuned/{tuned}.yaml" if tuned else "", settings.seed, hw.device,
+                 f", tuned file {tuned}" if tuned else "", settings.seed, hw.device,
                  f"{settings.total_steps:,}", f" from step {start_step:,}" if resumed else "", run_dir)
         return (yield from train(settings, run_dir, algo_name, env_name, env_cfg, algo, train_env, eval_env, logger,
                                  runner_state, run_config, start_step))
