@@ -338,3 +338,15 @@ def test_a_config_refused_without_any_sampled_value_stops_the_study_instead_of_f
         study.run_trial()
     (trial,) = study.study.trials
     assert trial.state == TrialState.FAIL
+
+
+@pytest.mark.parametrize("pruner, cls", [("median", "MedianPruner"), ("halving", "SuccessiveHalvingPruner"),
+                                         ("hyperband", "HyperbandPruner"), ("none", "NopPruner")])
+def test_each_pruner_measures_its_resources_in_environment_steps_of_the_trials_budget(tmp_path, pruner, cls):
+    study = prepare([*SHORT, f"tune.pruner={pruner}", f"tune.dir={tmp_path / 'study'}"])
+    assert type(study.study.pruner).__name__ == cls
+    if pruner == "hyperband":
+        # Brackets from one evaluation interval to the whole budget (what trial.report's steps count).
+        assert (study.study.pruner._min_resource, study.study.pruner._max_resource) == (1024, 4096)
+    if pruner == "halving":
+        assert study.study.pruner._min_resource == 1024
