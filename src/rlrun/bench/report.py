@@ -229,6 +229,10 @@ def markdown(data: dict, title: str, images: list[str]) -> str:
                            for p in row["published"]) or "none"
         lines.append(f"| {row['label']} | {row['env']} | {row['budget']:,} | {len(row['seeds'])} | "
                      f"{fmt(row['mean'])} +- {fmt(row['std'])} | {fmt(row['normalised_mean'], 2)} | {refs} |")
+    fewest = min(len(row["seeds"]) for row in data["rows"])
+    if fewest < 5:
+        lines += ["", f"Some rows have only {fewest} seed(s): their intervals are coarse, since a bootstrap of n runs "
+                  "can only recombine those n values (Agarwal et al. recommend at least 5 runs per task)."]
     lines += ["", "## Aggregate over envs (normalised scores: random policy 0, reference 1)", ""]
     if data["aggregates"]:
         lines += ["| entry | envs | runs | IQM [95% CI] | mean [95% CI] |", "|---|---|---:|---:|---:|"]
@@ -265,7 +269,8 @@ def markdown(data: dict, title: str, images: list[str]) -> str:
     lines += ["", "## Reproduce", ""]
     for invocation in data["bench"]:
         lines += [f"- `{invocation['command']}`"] + [f"  - `{m}`" for m in invocation["multiruns"]]
-    lines += ["", "Run commands (manifest.json of each run):", ""] + [f"- `{c}`" for c in data["commands"]]
+    if not data["bench"]:  # a suite's multiruns above say the same as its runs' manifests
+        lines += ["Run commands (manifest.json of each run):", ""] + [f"- `{c}`" for c in data["commands"]]
     lines += ["", f"Commit(s): {', '.join(data['commits'])}", "", "Packages:", ""]
     lines += [f"- `{p}`" for p in data["packages"]] + ["", "Hardware:", ""] + [f"- `{h}`" for h in data["hardware"]]
     if data["incomplete"]:
