@@ -95,3 +95,37 @@ def test_reward_is_divided_by_the_std_of_the_discounted_return():
 def test_an_atari_protocol_without_the_atari_wrappers_is_a_config_error():
     with pytest.raises(ConfigError, match="env.protocol=machado"):
         env_config(load_conf("env", "CartPole", protocol="machado"))
+
+
+def test_gymnasium_wrappers_from_config_are_applied_in_order_with_their_arguments():
+    cfg = env_config(load_conf("env", "Pendulum", wrappers=[
+        {"_target_": "gymnasium.wrappers.RescaleAction", "min_action": -1.0, "max_action": 1.0},
+        "gymnasium.wrappers.ClipAction"]))
+    env = VecEnv(cfg, 1, 0)
+    outer = env.envs.envs[0]
+    assert type(outer).__name__ == "ClipAction" and type(outer.env).__name__ == "RescaleAction"
+    rescaled = outer.env.action_space
+    assert (rescaled.low[0], rescaled.high[0]) == (-1.0, 1.0)  # Pendulum's own bounds are +-2
+    env.reset()
+    env.step(np.ones((1, 1), np.float32))
+    env.close()
+
+
+@pytest.mark.parametrize(("wrappers", "names"), [
+    (["gymnasium.wrappers.Nope"], ["gymnasium.wrappers.Nope", "class path"]),
+    (["numpy.ndarray"], ["numpy.ndarray", "gymnasium.Wrapper"]),
+    ([{"min_action": -1}], ["_target_"]),
+    ("frameskip", ["atari"]),
+])
+def test_an_unknown_wrapper_is_one_config_error_naming_it(wrappers, names):
+    with pytest.raises(ConfigError) as error:
+        env_config(load_conf("env", "Pendulum", wrappers=wrappers))
+    for name in names:
+        assert name in str(error.value) and "\n" not in str(error.value)
+
+
+def test_wrapper_arguments_that_do_not_fit_are_one_config_error():
+    cfg = env_config(load_conf("env", "Pendulum", wrappers=[
+        {"_target_": "gymnasium.wrappers.RescaleAction", "lowest": -1.0}]))
+    with pytest.raises(ConfigError, match="RescaleAction"):
+        VecEnv(cfg, 1, 0)

@@ -14,9 +14,11 @@ instead of starting new episodes, so a resumed run takes the same steps as one n
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -42,14 +44,40 @@ class EnvConfig:
     normalize_reward: bool
     clip_obs: float = rule(POSITIVE)
     clip_reward: float = rule(POSITIVE)
-    # A named wrapper stack around the gymnasium env; a default, so env configs without the key stay valid.
-    wrappers: str | None = field(default=None, metadata={"rule": one_of("atari")})
+    # The named Atari stack ("atari"), or gymnasium wrappers applied in order, each a class path or
+    # {_target_: class path, <its keyword arguments>}; a default, so env configs without the key stay valid.
+    wrappers: str | list[Any] | None = None
     # The Atari evaluation protocol (rlrun.envs.atari.PROTOCOLS); only with wrappers=atari.
     protocol: str | None = field(default=None, metadata={"rule": one_of("nature", "machado")})
 
     def __post_init__(self):
+        if isinstance(self.wrappers, str) and self.wrappers != "atari":
+            raise ConfigError(f"env.wrappers must be atari or a list of gymnasium wrappers (got {self.wrappers!r})")
+        if isinstance(self.wrappers, list):
+            wrapper_specs(self.wrappers)  # every class must import now, not when the first env is made
         if self.protocol is not None and self.wrappers != "atari":
             raise ConfigError(f"env.protocol={self.protocol} is an Atari protocol: it needs env.wrappers=atari")
+
+
+def wrapper_specs(wrappers: list[Any]) -> list[tuple[type, dict]]:
+    """(wrapper class, keyword arguments) for each entry of env.wrappers."""
+    specs = []
+    for entry in wrappers:
+        kwargs = dict(entry) if isinstance(entry, Mapping) else {}
+        path = kwargs.pop("_target_", None) if isinstance(entry, Mapping) else entry
+        if not isinstance(path, str):
+            raise ConfigError(f"env.wrappers entry {entry!r} must be a class path (gymnasium.wrappers.ClipAction) "
+                              "or a mapping with _target_: <class path> and the wrapper's arguments")
+        module_name, _, class_name = path.rpartition(".")
+        try:
+            wrapper = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError, ValueError) as error:
+            raise ConfigError(f"env.wrappers: unknown wrapper {path!r} ({error}); give a class path such as "
+                              "gymnasium.wrappers.ClipAction") from None
+        if not (isinstance(wrapper, type) and issubclass(wrapper, gym.Wrapper)):
+            raise ConfigError(f"env.wrappers: {path!r} is not a gymnasium.Wrapper subclass")
+        specs.append((wrapper, kwargs))
+    return specs
 
 
 def env_config(cfg: Any) -> EnvConfig:
@@ -77,7 +105,14 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
         raise ConfigError(f"env.id {cfg.id!r} cannot be made: {error}") from None
     except TypeError as error:
         raise ConfigError(f"env.kwargs {cfg.kwargs} do not fit {cfg.id}: {error}") from None
-    return atari.wrap(env, protocol, cfg.max_episode_steps) if cfg.wrappers == "atari" else env
+    if cfg.wrappers == "atari":
+        return atari.wrap(env, protocol, cfg.max_episode_steps)
+    for wrapper, kwargs in wrapper_specs(cfg.wrappers or []):
+        try:
+            env = wrapper(env, **kwargs)
+        except TypeError as error:
+            raise ConfigError(f"env.wrappers: {wrapper.__name__}{kwargs} does not fit: {error}") from None
+    return env
 
 
 def spaces_of(cfg: EnvConfig) -> tuple[gym.Space, gym.Space]:
