@@ -138,7 +138,8 @@ class A2C:
             self.buffer.finish(last_values, cfg.gamma, cfg.gae_lambda)
         if cfg.anneal_lr:
             # The fraction of the budget left when this rollout began (global_step already counts
-            # it): the first update runs at the initial rate, as CleanRL's and SB3's schedules.
+            # it): the first update runs at the initial rate and the last above 0, as in CleanRL
+            # (SB3 reads its schedule after the rollout, one rollout later than this).
             steps_before = self.global_step - cfg.num_envs * cfg.num_steps
             self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(1 - steps_before / self.total_steps, 0)
         loss, stats = actor_critic_loss(self.net, self.buffer.flat_tensors(self.device), cfg.ent_coef, cfg.vf_coef,
