@@ -68,6 +68,7 @@ def test_suite_resume_skips_complete_runs_and_reruns_incomplete_ones(tmp_path):
     ({"entries": [{"label": "x", "algo": "ppo", "overrides": ["algo.clip_cof=0.1"]}]},
      "suite bad, entry x on CartPole: unknown key 'algo.clip_cof'"),
     ({"seeds": "zero"}, "suite.seeds must be of type"),
+    ({"entries": ["ppo"]}, "suite.entries[0] must be a mapping ({label: ..., algo: ...}), got 'ppo'"),
 ])
 def test_a_bad_suite_is_one_line_before_anything_runs(tmp_path, change, message):
     out = tmp_path / "out"
@@ -96,6 +97,11 @@ def test_a_run_of_another_budget_in_the_output_is_refused(tmp_path):
     suite = suite_module.load_suite(str(write_suite(tmp_path / "tiny.yaml", tmp_path / "out")))
     with pytest.raises(ConfigError, match="is a run of total_steps=9,999, this suite asks 512"):
         suite_module.plan(suite, suite_module.check(suite))
+
+
+def test_a_bad_command_line_value_is_one_line():
+    with pytest.raises(ConfigError, match=r"seeds=\[0,: the value is not valid YAML"):
+        suite_module.load_suite("smoke", ["seeds=[0,"])
 
 
 def test_command_line_budget_replaces_every_entry_budget():

@@ -48,7 +48,7 @@ class Entry:
 
 @dataclass
 class Suite:
-    entries: list[dict]
+    entries: list[Any]                  # mappings, each one Entry: checked in __post_init__
     description: str = ""
     envs: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -61,8 +61,10 @@ class Suite:
     name: str = ""
 
     def __post_init__(self):
-        self.entries = [from_config(Entry, e, f"entries[{i}]") if isinstance(e, dict) else e
-                        for i, e in enumerate(self.entries)]
+        for i, entry in enumerate(self.entries):
+            if not isinstance(entry, dict):
+                raise ConfigError(f"suite.entries[{i}] must be a mapping ({{label: ..., algo: ...}}), got {entry!r}")
+        self.entries = [from_config(Entry, e, f"entries[{i}]") for i, e in enumerate(self.entries)]
 
 
 def suite_names() -> list[str]:
@@ -89,7 +91,10 @@ def load_suite(name_or_path: str, overrides: list[str] = ()) -> Suite:
     for override in overrides:
         key, sep, value = override.partition("=")
         if sep and key in keys - {"entries", "overrides", "name"}:
-            data[key] = yaml.safe_load(value)
+            try:
+                data[key] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise ConfigError(f"{override}: the value is not valid YAML (e.g. seeds=[0,1])") from None
         else:
             data.setdefault("overrides", []).append(override)
     suite = from_config(Suite, data, "suite")
