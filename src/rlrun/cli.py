@@ -232,7 +232,9 @@ def bench_main() -> None:
 
     args = sys.argv[1:]
     if not args or any(arg in ("-h", "--help") for arg in args):
-        print(bench_main.__doc__.replace("\n    ", "\n"))
+        from rlrun.bench.suite import suite_names
+
+        print(bench_main.__doc__.replace("\n    ", "\n") + f"\nSuites: {', '.join(suite_names())}")
         return
     dry_run = "--dry-run" in args
     args = [a for a in args if a != "--dry-run"]
