@@ -261,7 +261,7 @@ def check_run_directory(run_dir: Path) -> int:
         return 0
     state = torch.load(last, weights_only=True)
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["total_steps"] >= state["global_step"]
+    assert summary["total_steps"] >= state["global_step"], "summary.json describes an older state than last.pt"
     return state["global_step"]
 
 

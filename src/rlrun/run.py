@@ -398,6 +398,9 @@ def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env
                     if last_good["step"] is not None else "no checkpoint was written")
             raise RunError(f"non-finite values in {', '.join(bad[:3])} at step {step:,}; stopping: {kept}")
         runner_state["recent_returns"] = list(recent_returns)
+        if name == "last.pt":
+            # Before last.pt, so that a kill between the two leaves a summary newer than last.pt, never older.
+            write_summary()
         try:
             checkpoint.save({"algo_name": algo_name, "env_name": env_name, "env_id": env_cfg.id,
                              "global_step": step, "algo": algo_state, "env": train_env.state_dict(),
@@ -440,8 +443,7 @@ def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env
         nonlocal wall_start
         runner_state["wall_seconds"] += time.perf_counter() - wall_start
         wall_start = time.perf_counter()
-        save("last.pt", step)
-        write_summary()  # never describes an older state than last.pt
+        save("last.pt", step)  # and summary.json
 
     learning = algo.learn()
     try:
