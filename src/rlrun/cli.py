@@ -216,10 +216,6 @@ def eval_main() -> None:
         sys.exit(130)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def bench_main() -> None:
     """`rlrun-bench SUITE [key=value ...] [--dry-run]`: run a benchmark suite (conf/bench/SUITE.yaml, or a
     path) as Hydra multiruns, skipping runs already complete in its output directory, then write its report
@@ -273,3 +269,7 @@ def report_main() -> None:
         print(f"rlrun-report: {write_report(args.dirs, args.out, args.title)}", flush=True)
     except ConfigError as error:
         sys.exit(f"rlrun-report: error: {error}")
+
+
+if __name__ == "__main__":
+    main()
