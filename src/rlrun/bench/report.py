@@ -124,7 +124,8 @@ def plot_curves(rows: dict[tuple[str, str], list[Run]], path: Path) -> None:
                 continue
             grid, matrix = curves
             mean, low, high = stats.mean_band(matrix, BOOTSTRAP_REPS, seed=BOOTSTRAP_SEED)
-            line, = ax.plot(grid, mean, label=f"{label} ({len(runs)} seeds)")
+            # A run evaluated once is one point: a marker, or it would not show at all.
+            line, = ax.plot(grid, mean, marker="o" if len(grid) == 1 else None, label=f"{label} ({len(runs)} seeds)")
             ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
             for row in published(runs[0].algo, env):
                 key = (row["algo"], row["source"], row["env_version"])
