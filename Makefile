@@ -19,13 +19,14 @@ $(BIN)/.installed: pyproject.toml setup.py constraints.txt
 train: $(BIN)/.installed
 	$(BIN)/rlrun algo=ppo env=HalfCheetah $(ARGS)
 
-## Run the test suite (about 6 minutes on 2 cores, after a 2-minute install on a fresh clone).
+## Run the whole test suite, one pytest worker per core: 9.5 minutes on 2 quiet cores (370 tests:
+## learning, exact resume, fault injection, real sweeps, SLURM when installed), after the install.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n auto $(ARGS)
 
-## The tests without the learning tests (under a minute).
+## The tests without the slow ones (learning tests, the per-algorithm resume matrix, installs): ~5 minutes.
 test-fast: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -q -n auto -m "not slow" $(ARGS)
 
 ## Speed against Stable-Baselines3 / sb3-contrib, alternating rounds (ARGS="--algos ppo,a2c,trpo,sac,td3,dqn").
 bench: $(BIN)/.installed
