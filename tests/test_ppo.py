@@ -79,6 +79,16 @@ def test_kl_penalty_objective_adapts_beta_after_each_update():
     assert algo.kl_beta == 2.0  # d far above 1.5 d_targ: beta doubles
 
 
+def test_fixed_kl_penalty_keeps_beta_whatever_the_kl():
+    # The PPO paper's fixed-KL rows (Table 1: beta = 0.3 ... 10) hold beta constant.
+    algo = make_ppo("Pendulum", objective="kl_penalty", num_envs=1, num_steps=256, num_minibatches=4,
+                    kl_target=1e-9, kl_beta=3.0, kl_adaptive=False)
+    iterations = algo.learn()
+    first, second = next(iterations), next(iterations)
+    assert first["train/kl"] > 1.5e-9 and second["train/kl"] > 1.5e-9
+    assert first["train/kl_beta"] == second["train/kl_beta"] == algo.kl_beta == 3.0
+
+
 def test_learning_rate_anneals_linearly_from_the_initial_rate_at_the_first_update():
     # CleanRL: frac = 1 - (iteration - 1) / num_iterations, so the first of 4 updates runs at lr0 and
     # the last at lr0 / 4, not at 0.

@@ -45,6 +45,7 @@ class PPOConfig:
     target_kl: float | None = rule(POSITIVE)
     kl_target: float = rule(POSITIVE)
     kl_beta: float = rule(POSITIVE)
+    kl_adaptive: bool
 
     def __post_init__(self):
         batch = self.num_envs * self.num_steps
@@ -197,7 +198,8 @@ class PPO:
                 kl = self.dist.kl(batch["dist_params"], self.net.dist_params(batch["obs"])).mean().item()
             metrics["train/kl"] = kl
             metrics["train/kl_beta"] = self.kl_beta
-            self.kl_beta = adapt_kl_beta(self.kl_beta, kl, cfg.kl_target)
+            if cfg.kl_adaptive:
+                self.kl_beta = adapt_kl_beta(self.kl_beta, kl, cfg.kl_target)
         if cfg.target_kl is not None:
             # What the early stop compared with target_kl, and how many epochs ran.
             metrics["train/stopped_early"] = float(stop_early)
