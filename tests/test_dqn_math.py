@@ -79,9 +79,13 @@ def test_train_step_regresses_q_of_the_taken_action_on_the_double_target():
     with torch.no_grad():
         y = td_target(batch["rewards"], batch["terminated"], algo.target_net(batch["next_obs"]), algo.cfg.gamma,
                       algo.net(batch["next_obs"]))
-        expected = q_loss(algo.net(batch["obs"])[torch.arange(8), batch["actions"]], y)
+        q_before = algo.net(batch["obs"])
+        expected = q_loss(q_before[torch.arange(8), batch["actions"]], y)
     metrics = algo.train_step(batch)
     torch.testing.assert_close(metrics["train/loss"], expected)
+    # The value estimate logged for the overestimation study: max over actions, mean over states,
+    # of the Q-values before this update.
+    torch.testing.assert_close(metrics["train/max_q"], q_before.max(1).values.mean())
     assert all(value.dim() == 0 for value in metrics.values())
 
 

@@ -197,14 +197,18 @@ class DQN(OffPolicy):
             next_obs = batch["next_obs"]
             next_q_online = self.net(next_obs) if cfg.double else None
             y = td_target(rewards, batch["terminated"], self.target_net(next_obs), cfg.gamma, next_q_online)
-        q_taken = self.net(batch["obs"]).gather(1, batch["actions"].unsqueeze(1)).squeeze(1)
+        q_all = self.net(batch["obs"])
+        q_taken = q_all.gather(1, batch["actions"].unsqueeze(1)).squeeze(1)
         loss = q_loss(q_taken, y)
         self.flat_params.grad.zero_()
         loss.backward()
         if cfg.max_grad_norm is not None:
             clip_grad_norm_(self.flat_params, cfg.max_grad_norm)
         self.optimizer.step()
+        # train/max_q: the value estimate max_a Q(s, a) averaged over the minibatch's states, the quantity
+        # whose overestimation van Hasselt et al. (2016, Figure 3) compare between DQN and Double DQN.
         return {"train/loss": loss.detach(), "train/q_values": q_taken.detach().mean(),
+                "train/max_q": q_all.detach().max(1).values.mean(),
                 "train/epsilon": torch.tensor(self.epsilon())}
 
     # --- checkpointing --------------------------------------------------------------------------------
