@@ -50,7 +50,7 @@ def test_dqn_family_solves_cartpole(algo_name):
     next_eval = EVAL_EVERY
     for metrics in algo.learn():
         if metrics["global_step"] >= next_eval:
-            returns, _ = evaluate(algo, eval_env, env, 10, seed + 10_000)
+            returns = evaluate(algo, eval_env, env, 10, seed + 10_000).returns
             evaluations.append((metrics["global_step"], float(np.mean(returns))))
             next_eval += EVAL_EVERY
             if evaluations[-1][1] >= 475:

@@ -69,27 +69,34 @@ def logger_config(cfg) -> LoggerConfig:
 
 
 class EpisodeSink:
-    """One row per finished episode (global_step, return, length, elapsed seconds), so that reports can
-    compute IQM and bootstrap intervals over episodes; on resume, rows past the checkpoint are dropped."""
+    """One row per finished episode (global_step, return, length, elapsed seconds; evaluation episodes
+    also their discounted return), so that reports can compute IQM and bootstrap intervals over episodes;
+    on resume, rows past the checkpoint are dropped."""
 
     FIELDS = ["global_step", "episodic_return", "episodic_length", "elapsed"]
 
-    def __init__(self, path: Path, resume_step: int | None):
+    def __init__(self, path: Path, resume_step: int | None, extra: tuple[str, ...] = ()):
         self.path = path
+        self.fields = self.FIELDS + list(extra)
         rows: list[dict] = []
         if resume_step is not None and path.exists():
             rows = [row for row in read_rows(path, strictly_increasing=False)[1]
                     if int(row["global_step"]) <= resume_step]
         text = io.StringIO()
-        writer = csv.DictWriter(text, self.FIELDS, restval="")
+        # A run resumed from before a column existed keeps its old rows, the new column empty there.
+        writer = csv.DictWriter(text, self.fields, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         checkpoint.write_text(path, text.getvalue())
 
-    def write(self, step: int, returns: list[float], lengths: list[int], elapsed: float) -> None:
+    def write(self, step: int, returns: list[float], lengths: list[int], elapsed: float, *extra: list[float]) -> None:
+        """`extra`: one list per extra column, one value per episode."""
+        if len(extra) != len(self.fields) - len(self.FIELDS):
+            raise ValueError(f"{self.path.name} has the columns {self.fields}: one list per extra column")
         if returns:
             with open(self.path, "a", newline="") as f:
-                csv.writer(f).writerows([step, r, n, f"{elapsed:.3f}"] for r, n in zip(returns, lengths, strict=True))
+                csv.writer(f).writerows([step, r, n, f"{elapsed:.3f}", *more]
+                                        for r, n, *more in zip(returns, lengths, *extra, strict=True))
 
 
 class CSVSink:
@@ -174,7 +181,8 @@ class Logger:
         self.episode_sinks = {}
         if cfg.csv:
             self.episode_sinks = {"train": EpisodeSink(run_dir / "episodes.csv", resume_step),
-                                  "eval": EpisodeSink(run_dir / "eval_episodes.csv", resume_step)}
+                                  "eval": EpisodeSink(run_dir / "eval_episodes.csv", resume_step,
+                                                      extra=("discounted_return",))}
         self.tensorboard = None
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -211,10 +219,13 @@ class Logger:
             postfix["return"] = f"{recent_return:.1f}"
         self.progress.set_postfix(postfix, refresh=False)
 
-    def log_episodes(self, kind: str, step: int, returns: list[float], lengths: list[int], elapsed: float) -> None:
-        """Every finished episode of training (`kind="train"`) or of an evaluation (`"eval"`)."""
+    def log_episodes(self, kind: str, step: int, returns: list[float], lengths: list[int], elapsed: float,
+                     discounted_returns: list[float] | None = None) -> None:
+        """Every finished episode of training (`kind="train"`) or of an evaluation (`"eval"`, with each
+        episode's discounted return)."""
         if kind in self.episode_sinks:
-            self.episode_sinks[kind].write(step, returns, lengths, elapsed)
+            extra = () if discounted_returns is None else (discounted_returns,)
+            self.episode_sinks[kind].write(step, returns, lengths, elapsed, *extra)
 
     def log_eval(self, step: int, metrics: dict[str, float], total_steps: int) -> None:
         self._fan_out(step, metrics)

@@ -42,6 +42,7 @@ from rlrun.envs import VecEnv, env_config, spaces_of
 from rlrun.logging import Logger, logger_config, new_run_id
 from rlrun.nets import network_config
 from rlrun.resources import CONF_DIR
+from rlrun.returns import Segment, ValueCheck, value_check
 
 log = logging.getLogger("rlrun")
 
@@ -222,20 +223,58 @@ def non_finite_tensors(state, prefix: str = "") -> list[str]:
     return [name for key, value in items for name in non_finite_tensors(value, f"{prefix}.{key}".lstrip("."))]
 
 
-def evaluate(algo, eval_env: VecEnv, train_env: VecEnv, episodes: int, seed: int) -> tuple[list[float], list[int]]:
-    """Returns and lengths of `episodes` episodes of the deterministic policy, observations normalised
-    with the training statistics frozen; the same seed every time, so evaluations are comparable."""
+@dataclass
+class Evaluation:
+    """What one evaluation measured, per episode and, for an algorithm with a value estimate, per state."""
+    returns: list[float]             # undiscounted, as the env paid them (eval/mean_return)
+    lengths: list[int]
+    discounted_returns: list[float]  # sum_t gamma^t r_t of each episode, raw rewards, gamma = the algorithm's
+    values: ValueCheck | None        # max_a Q against the actual return-to-go (rlrun.returns); None without Q
+
+
+def evaluate(algo, eval_env: VecEnv, train_env: VecEnv, episodes: int, seed: int) -> Evaluation:
+    """`episodes` episodes of the deterministic policy, observations normalised with the training
+    statistics frozen; the same seed every time, so evaluations are comparable (and rlrun-eval replays them).
+
+    An algorithm with `q_values(obs)` (the DQN family) also has its value estimate checked against the
+    discounted return it actually collects (van Hasselt et al. 2016, Figure 3; rlrun.returns says which
+    states count). Those returns are in the learner's terms: episodes end at its terminals (a lost life
+    under the Atari "nature" protocol) and rewards are what it learns from (normalised with the frozen
+    statistics, sign(r) with algo.clip_reward), while `discounted_returns` are whole games in raw rewards."""
+    if eval_env.num_envs != 1:
+        raise ValueError(f"evaluate() steps one env (got {eval_env.num_envs}): episodes must finish in order")
+    gamma = train_env.gamma  # the algorithm's cfg.gamma, which the training env was built with
+    q_values = getattr(algo, "q_values", None)
+    clip_reward = bool(getattr(getattr(algo, "cfg", None), "clip_reward", False))
     normalizers = train_env.state_dict()
     eval_env.load_state_dict({"obs_rms": normalizers["obs_rms"], "return_rms": normalizers["return_rms"]})
     obs = eval_env.reset(seed=seed)
     returns: list[float] = []
     lengths: list[int] = []
+    discounted: list[float] = []
+    game_return, discount = 0.0, 1.0
+    segments: list[Segment] = []
+    max_q: list[float] = []
+    rewards: list[float] = []
     while len(returns) < episodes:
-        obs, *_ = eval_env.step(algo.act(obs, deterministic=True))
+        if q_values is not None:
+            max_q.append(float(q_values(obs)[0].max()))  # before acting: q_values draws no random numbers
+        obs, reward, terminated, truncated, _ = eval_env.step(algo.act(obs, deterministic=True))
+        game_return += discount * float(eval_env.raw_reward[0])
+        discount *= gamma
+        if q_values is not None:
+            rewards.append(float(np.sign(reward[0]) if clip_reward else reward[0]))
+            if terminated[0] or truncated[0]:
+                segments.append(Segment(max_q, rewards, truncated=bool(truncated[0] and not terminated[0])))
+                max_q, rewards = [], []
         finished_returns, finished_lengths = eval_env.pop_episodes()
-        returns += finished_returns
-        lengths += finished_lengths
-    return returns[:episodes], lengths[:episodes]
+        if finished_returns:  # the game is over (not only a life lost): one episode of the records
+            returns += finished_returns
+            lengths += finished_lengths
+            discounted.append(game_return)
+            game_return, discount = 0.0, 1.0
+    return Evaluation(returns[:episodes], lengths[:episodes], discounted[:episodes],
+                      value_check(segments, gamma) if q_values is not None else None)
 
 
 def run(cfg: DictConfig, run_dir: Path | None = None, algo_name: str | None = None, env_name: str | None = None,
@@ -478,12 +517,22 @@ def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env
                 done = step >= settings.total_steps or stop.requested
                 interrupted = stop.requested
                 if step >= next_eval or (done and not stop.requested):
-                    last_eval, eval_lengths = evaluate(algo, eval_env, train_env, settings.eval.episodes,
-                                                       settings.seed + settings.eval.seed_offset)
-                    logger.log_episodes("eval", step, last_eval, eval_lengths, elapsed)
+                    evaluation = evaluate(algo, eval_env, train_env, settings.eval.episodes,
+                                          settings.seed + settings.eval.seed_offset)
+                    last_eval = evaluation.returns
+                    logger.log_episodes("eval", step, last_eval, evaluation.lengths, elapsed,
+                                        evaluation.discounted_returns)
                     mean_return = float(np.mean(last_eval))
-                    logger.log_eval(step, {"eval/mean_return": mean_return, "eval/std_return": float(np.std(last_eval))},
-                                    settings.total_steps)
+                    # eval/elapsed: the run's wall-clock seconds when the evaluated policy was taken (before
+                    # this evaluation ran), counted across resumes: time to a score (Mnih et al. 2016, Fig. 3).
+                    eval_metrics = {"eval/mean_return": mean_return, "eval/std_return": float(np.std(last_eval)),
+                                    "eval/mean_discounted_return": float(np.mean(evaluation.discounted_returns)),
+                                    "eval/elapsed": elapsed}
+                    if evaluation.values is not None:
+                        eval_metrics |= {"eval/value_estimate": evaluation.values.value_estimate,
+                                         "eval/return_to_go": evaluation.values.return_to_go,
+                                         "eval/value_states": evaluation.values.states}
+                    logger.log_eval(step, eval_metrics, settings.total_steps)
                     next_eval = next_multiple(step, settings.eval.every_steps)
                     if step >= next_video:
                         from rlrun.envs.video import record_training_video

@@ -243,6 +243,7 @@ class VecEnv:
         obs, reward, terminated, truncated, info = self.envs.step(actions)
         self.steps += self.num_envs
         reward = reward.astype(np.float64)
+        self.raw_reward = reward  # as the env paid it: evaluation's discounted returns (rlrun.run.evaluate)
         self.episode_return += reward
         self.episode_length += 1
         ended = terminated | truncated
