@@ -32,6 +32,8 @@ import torch.nn.functional as F
 
 from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import POSITIVE, UNIT_INTERVAL, ConfigError, from_config, rule
+from rlrun.data import ReplayBuffer
+from rlrun.data.frames import FrameStackReplay
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
 from rlrun.nets import CNNConfig, MLPConfig, NumpyQ, QNetwork
@@ -112,7 +114,7 @@ class DQN(OffPolicy):
             raise ConfigError(f"DQN needs a discrete action space (got {env.action_space})")
         if len(env.observation_space.shape) == 3 and not isinstance(network, CNNConfig):
             raise ConfigError(f"image observations of shape {env.observation_space.shape} need network=cnn")
-        check_replay_fits_in_memory(cfg, env.observation_space)
+        check_replay_fits_in_memory(cfg, env)
         super().__init__(cfg, env, hardware, seed, total_steps)
         self.n_actions = int(env.action_space.n)
         self.net = QNetwork(env.observation_space, env.action_space, network, cfg.dueling).to(self.device)
@@ -136,6 +138,11 @@ class DQN(OffPolicy):
     @classmethod
     def parse_config(cls, cfg) -> DQNConfig:
         return from_config(DQNConfig, cfg, "algo")
+
+    def make_replay(self, cfg: DQNConfig, env: VecEnv) -> ReplayBuffer | FrameStackReplay:
+        if stacks_frames(env):
+            return FrameStackReplay(cfg.buffer_size, env.observation_space, env.action_space, env.num_envs)
+        return super().make_replay(cfg, env)
 
     # --- acting ---------------------------------------------------------------------------------------
 
@@ -232,18 +239,28 @@ class DQN(OffPolicy):
             self.numpy_q.refresh()
 
 
-def check_replay_fits_in_memory(cfg: DQNConfig, observation_space: gym.Space) -> None:
+def stacks_frames(env: VecEnv) -> bool:
+    """Whether the observations are the Atari stack's frames (rlrun.envs.atari.FrameStack), which the
+    replay can store one frame per transition."""
+    return env.cfg.wrappers == "atari"
+
+
+def replay_bytes(cfg: DQNConfig, env: VecEnv) -> int:
+    """The replay's memory once full: single frames for Atari stacks, whole s and s' otherwise."""
+    if stacks_frames(env):
+        return FrameStackReplay.nbytes(cfg.buffer_size, env.observation_space, env.action_space, env.num_envs)
+    return ReplayBuffer.nbytes(cfg.buffer_size, env.observation_space, env.action_space)
+
+
+def check_replay_fits_in_memory(cfg: DQNConfig, env: VecEnv) -> None:
     """Refuse, before allocating, a replay buffer larger than the machine's memory: numpy reserves it
     lazily, so an oversized buffer would otherwise fail hours later, when it fills."""
-    itemsize = np.dtype(np.float32 if np.issubdtype(observation_space.dtype, np.floating)
-                        else observation_space.dtype).itemsize
-    obs_bytes = int(np.prod(observation_space.shape)) * itemsize
-    needed = cfg.buffer_size * (2 * obs_bytes + 8 + 4 + 4)  # obs, next_obs, action, reward, terminated
+    needed = replay_bytes(cfg, env)
     try:
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return
     if needed > available:
         raise ConfigError(f"algo.buffer_size={cfg.buffer_size:,} needs {needed / 2**30:.1f} GiB of replay "
-                          f"({2 * obs_bytes:,} bytes of observations per transition), more than this machine's "
+                          f"({needed / cfg.buffer_size:,.0f} bytes per transition), more than this machine's "
                           f"{available / 2**30:.1f} GiB; lower algo.buffer_size")

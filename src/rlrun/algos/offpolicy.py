@@ -31,11 +31,15 @@ class OffPolicy:
         self.total_steps = total_steps
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
-        self.replay = ReplayBuffer(cfg.buffer_size, env.observation_space, env.action_space)
+        self.replay = self.make_replay(cfg, env)
         self.global_step = 0
         self.gradient_updates = 0
 
     # --- what an algorithm supplies -----------------------------------------------------------------
+
+    def make_replay(self, cfg, env: VecEnv) -> ReplayBuffer:
+        """The replay memory (DQN on Atari takes one that stores each frame once)."""
+        return ReplayBuffer(cfg.buffer_size, env.observation_space, env.action_space)
 
     def explore(self, obs: np.ndarray) -> np.ndarray:
         """Actions of the behaviour policy for a batch of observations."""
@@ -76,7 +80,7 @@ class OffPolicy:
                 if final_obs is not None:
                     ended = (terminated | truncated).reshape((n,) + (1,) * (obs.ndim - 1))
                     true_next = np.where(ended, final_obs, next_obs)
-                self.replay.add(obs, actions, reward, true_next, terminated)
+                self.replay.add(obs, actions, reward, true_next, terminated, truncated)
                 obs = next_obs
                 self.global_step += n
                 # Learning waits for learning_starts stored transitions, which also covers a run resumed

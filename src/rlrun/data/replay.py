@@ -30,9 +30,18 @@ class ReplayBuffer:
         self.pos = 0
         self.size = 0
 
+    @staticmethod
+    def nbytes(capacity: int, observation_space: gym.Space, action_space: gym.Space) -> int:
+        """The bytes the arrays take once full: s and s' whole, action, reward, terminated."""
+        itemsize = np.dtype(np.float32 if np.issubdtype(observation_space.dtype, np.floating)
+                            else observation_space.dtype).itemsize
+        action = int(np.prod(action_space.shape)) * (8 if isinstance(action_space, gym.spaces.Discrete) else 4)
+        return capacity * (2 * int(np.prod(observation_space.shape)) * itemsize + action + 4 + 4)
+
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray) -> None:
-        """Store one transition per env (arrays with the env index first)."""
+            terminated: np.ndarray, truncated: np.ndarray | None = None) -> None:
+        """Store one transition per env (arrays with the env index first). `truncated` is not needed here:
+        s' is stored whole (rlrun.data.frames.FrameStackReplay, which rebuilds it, needs it)."""
         n = len(obs)
         index = (self.pos + np.arange(n)) % self.capacity
         self.obs[index] = obs
