@@ -69,6 +69,7 @@ def test_suite_resume_skips_complete_runs_and_reruns_incomplete_ones(tmp_path):
      "suite bad, entry x on CartPole: unknown key 'algo.clip_cof'"),
     ({"seeds": "zero"}, "suite.seeds must be of type"),
     ({"entries": ["ppo"]}, "suite.entries[0] must be a mapping ({label: ..., algo: ...}), got 'ppo'"),
+    ({"figures": ["workerz"]}, "suite.figures: unknown figure 'workerz'; choose from: value_estimates, workers,"),
 ])
 def test_a_bad_suite_is_one_line_before_anything_runs(tmp_path, change, message):
     out = tmp_path / "out"

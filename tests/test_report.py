@@ -1,13 +1,17 @@
-"""rlrun-report on a tiny real suite: four very short PPO runs on CartPole (two clip values x two seeds)."""
+"""rlrun-report on tiny real runs: four very short PPO runs on CartPole (two clip values x two seeds); and the
+claims figures on two tiny suites (DQN and Double DQN: value estimates, normalised scores; A3C with 1 and 2
+workers: speed and time to a score)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -109,3 +113,140 @@ def test_incomplete_runs_are_left_out_and_listed(sweep, tmp_path):
     data, _ = report_module.build([partial])
     assert data["incomplete"] == [summary_path.parent.name]
     assert sum(len(row["seeds"]) for row in data["rows"]) == 3
+
+
+def test_a_run_directory_without_results_is_one_line(tmp_path):
+    """A run that died before its first evaluation: .hydra/config.yaml and nothing else."""
+    run = tmp_path / "crashed" / "run0"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "total_steps": 512}))
+    done = subprocess.run([REPORT, str(tmp_path / "crashed"), "--out", str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        f"rlrun-report: error: no complete runs under {tmp_path / 'crashed'} (1 incomplete: interrupted or short of "
+        "their budget); finish them with rlrun resume=<run dir>"]
+
+
+def test_final_episodes_that_disagree_with_eval_csv_are_one_line(sweep, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(sweep, damaged)
+    run = next(p.parent for p in sorted(damaged.glob("*/summary.json")))
+    lines = (run / "eval_episodes.csv").read_text().splitlines()
+    fields = lines[-1].split(",")
+    fields[1] = str(float(fields[1]) + 1)  # one episode of the final evaluation, one point more
+    (run / "eval_episodes.csv").write_text("\n".join(lines[:-1] + [",".join(fields)]) + "\n")
+    done = subprocess.run([REPORT, str(damaged), "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"rlrun-report: error: {run}: inconsistent final evaluation at step 512: "
+                           "eval_episodes.csv's episodes average ")
+
+
+def test_the_report_lists_each_runs_final_episodes(sweep, tmp_path):
+    data, _ = report_module.build([sweep])
+    for row in data["rows"]:
+        assert row["final_episodes"] == [2, 2]  # eval.episodes=2
+        finals = []
+        for run in sweep.glob("*/eval_episodes.csv"):
+            if f"clip_coef={row['label'][-4:-1]}" in (run.parent / ".hydra" / "overrides.yaml").read_text():
+                with run.open(newline="") as f:
+                    episodes = [float(r["episodic_return"]) for r in csv.DictReader(f) if r["global_step"] == "512"]
+                finals.append(episodes)
+        assert row["episode_std"] == pytest.approx(np.mean([np.std(e) for e in finals]))
+        assert row["episode_range"] == [min(map(min, finals)), max(map(max, finals))]
+
+
+# --- the claims figures on tiny real suites ---------------------------------------------------------------
+
+BENCH = str(Path(sys.executable).parent / "rlrun-bench")
+
+
+def run_suite(tmp_path: Path, name: str, **data) -> Path:
+    out = tmp_path / name
+    suite = {"envs": ["CartPole"], "launcher": "basic", "overrides": ["logger=csv", "hardware=cpu"], "out": str(out),
+             **data}
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(suite))
+    done = subprocess.run([BENCH, str(tmp_path / f"{name}.yaml")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def eval_csv(run: Path) -> list[dict]:
+    with (run / "eval.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def dqn_suite(tmp_path_factory) -> Path:
+    """DQN and Double DQN, 2 seeds of 600 steps: value estimates and normalised scores."""
+    quick = ["algo.learning_starts=200", "algo.steps_per_iteration=200"]
+    return run_suite(tmp_path_factory.mktemp("dqn"), "values", seeds=[0, 1], total_steps=600, eval_every_steps=300,
+                     eval_episodes=2, figures=["value_estimates", "normalised_scores"],
+                     entries=[{"label": "dqn", "algo": "dqn", "overrides": quick},
+                              {"label": "double", "algo": "double_dqn", "overrides": quick}])
+
+
+@pytest.fixture(scope="module")
+def a3c_suite(tmp_path_factory) -> Path:
+    """A3C with 1 and 2 workers, one seed of 500 steps each: the workers figure."""
+    quick = ["algo.report_every=125"]
+    return run_suite(tmp_path_factory.mktemp("a3c"), "workers", seeds=[0], total_steps=500, eval_every_steps=250,
+                     eval_episodes=2, figures=["workers"],
+                     entries=[{"label": "a3c-1w", "algo": "a3c", "overrides": ["hardware.workers=1", *quick]},
+                              {"label": "a3c-2w", "algo": "a3c", "overrides": ["hardware.workers=2", *quick]}])
+
+
+def test_value_estimate_and_normalised_score_figures_from_a_real_suite(dqn_suite):
+    data = json.loads((dqn_suite / "report" / "report.json").read_text())
+    entries = {e["label"]: e for e in data["figures"]["value_estimates"]["entries"]}
+    assert sorted(entries) == ["double", "dqn"]
+    for label, entry in entries.items():
+        finals = [eval_csv(dqn_suite / "runs" / label / "CartPole" / f"seed{s}")[-1] for s in (0, 1)]
+        estimates = [float(r["value_estimate"]) for r in finals]
+        actual = [float(r["return_to_go"]) for r in finals]
+        assert entry["seeds"] == [0, 1] and entry["final_estimate"][0] == pytest.approx(np.mean(estimates))
+        assert entry["final_actual"][0] == pytest.approx(np.mean(actual))
+        assert entry["final_overestimation"][0] == pytest.approx(np.mean(estimates) - np.mean(actual))
+        assert entry["final_states"] == [int(r["value_states"]) for r in finals]
+        assert entry["train_max_q"] is not None
+        assert entry["estimate"]["x"] == [int(r["global_step"]) for r in eval_csv(dqn_suite / "runs" / label /
+                                                                                   "CartPole" / "seed0")]
+    scores = data["figures"]["normalised_scores"]
+    finals = {row["label"]: row["final_returns"] for row in data["rows"]}
+    best = max(np.mean(v) for v in finals.values())
+    assert [s["label"] for s in scores["settings"]] == ["dqn", "double"]  # the suite's order
+    for setting in scores["settings"]:
+        by_hand = (np.array(finals[setting["label"]]) - 23.68) / (best - 23.68)
+        assert setting["mean"][0] == pytest.approx(by_hand.mean())
+    text = (dqn_suite / "report" / "report.md").read_text()
+    assert "## Value estimates against the true discounted return" in text and "Table 1" in text
+    for image in ("value_estimates.png", "normalised_scores.png"):
+        assert (dqn_suite / "report" / image).stat().st_size > 0 and f"]({image})" in text
+
+
+def test_workers_figure_from_a_real_suite_and_from_rlrun_report(a3c_suite, tmp_path):
+    data = json.loads((a3c_suite / "report" / "report.json").read_text())
+    (group,) = data["figures"]["workers"]["groups"]
+    rows = {w: eval_csv(a3c_suite / "runs" / f"a3c-{w}w" / "CartPole" / "seed0") for w in (1, 2)}
+    assert group["algo"] == "a3c" and [p["workers"] for p in group["points"]] == [1, 2]
+    # No score named: the best evaluation return that both runs reached.
+    score = min(max(float(r["mean_return"]) for r in runs) for runs in rows.values())
+    assert group["score"] == score
+    for point in group["points"]:
+        runs = rows[point["workers"]]
+        steps = [float(r["global_step"]) for r in runs]
+        elapsed = [float(r["elapsed"]) for r in runs]
+        assert point["steps_per_second"][0] == pytest.approx((steps[-1] - steps[0]) / (elapsed[-1] - elapsed[0]))
+        reached = next(float(r["elapsed"]) for r in runs if float(r["mean_return"]) >= score)
+        assert point["time_to_score"][0] == pytest.approx(reached)
+    one, two = group["points"]
+    assert two["speedup"] == pytest.approx(two["steps_per_second"][0] / one["steps_per_second"][0])
+    # rlrun-report on the suite's directory finds the figures the suite named (OUT/runs/bench.json).
+    done = subprocess.run([REPORT, str(a3c_suite), "--out", str(tmp_path / "again")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    again = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert again["figures"] == data["figures"] and (tmp_path / "again" / "workers.png").stat().st_size > 0

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from rlrun.bench import stats
-from rlrun.bench.runs import Run, group, read_runs
+from rlrun.bench.figures import FIGURES, Context, drawable, parse_figures
+from rlrun.bench.runs import Run, final_episodes, group, read_runs
 from rlrun.cli import CONF_DIR
 from rlrun.config import ConfigError
 
@@ -178,7 +179,18 @@ def bench_invocations(roots: list[Path]) -> list[dict]:
     return found
 
 
-def build(paths: list[Path]) -> dict:
+def suite_figures(invocations: list[dict]) -> tuple[dict[str, dict], list[str]]:
+    """The figures the latest rlrun-bench invocation's suite named, and its entry labels in suite order."""
+    for invocation in reversed(invocations):
+        if "figures" in invocation:
+            return parse_figures(invocation["figures"], f"bench.json ({invocation.get('suite')})"), \
+                invocation.get("labels", [])
+    return {}, []
+
+
+def build(paths: list[Path], figures: dict[str, dict] | None = None) -> dict:
+    """The report's data and its rows; `figures` ({name: options}, rlrun.bench.figures) default to those
+    the suite named (bench.json beside the runs)."""
     runs = read_runs(paths)
     rows = group(runs)
     if not rows:
@@ -190,12 +202,27 @@ def build(paths: list[Path]) -> dict:
     for (label, env), members in rows.items():
         finals = np.array([r.final_return for r in members])
         normalised = normalised_scores(members, scales)
+        # The final evaluation's episodes of each run (eval_episodes.csv), checked against eval.csv.
+        episodes = [final_episodes(r) for r in members]
+        recorded = [e for e in episodes if e is not None]
         table.append({
+            "final_episodes": [None if e is None else len(e) for e in episodes],
+            "episode_std": float(np.mean([e.std() for e in recorded])) if recorded else None,
+            "episode_range": [float(min(e.min() for e in recorded)), float(max(e.max() for e in recorded))]
+            if recorded else None,
             "label": label, "algo": members[0].algo, "env": env, "budget": members[0].budget,
             "seeds": [r.seed for r in members], "final_returns": finals.tolist(),
             "mean": float(finals.mean()), "std": float(finals.std()),
             "normalised_mean": None if normalised is None else float(normalised.mean()),
             "published": published(members[0].algo, env)})
+    invocations = bench_invocations(paths)
+    if figures is None:
+        figures, order = suite_figures(invocations)
+    else:
+        order = next((i["labels"] for i in reversed(invocations) if "labels" in i), [])
+    context = Context(BOOTSTRAP_REPS, BOOTSTRAP_SEED, scales, order)
+    drawn = {name: {"options": options, **FIGURES[name][0](rows, options, context)}
+             for name, options in figures.items()}
     manifests = [r.manifest for r in runs if r.manifest]
     root = Path(os.path.commonpath([str(p.resolve()) for p in paths]))
     shown = lambda path: str(path.relative_to(root)) if path.is_relative_to(root) else str(path)  # noqa: E731
@@ -206,7 +233,7 @@ def build(paths: list[Path]) -> dict:
                    "steps": r.summary.get("total_steps"), "steps_per_second": r.summary.get("steps_per_second"),
                    "wall_seconds": r.summary.get("wall_seconds")} for r in runs if r.complete],
         "incomplete": [shown(r.path) for r in runs if not r.complete],
-        "bench": bench_invocations(paths),
+        "bench": invocations, "figures": drawn,
         "commands": sorted({m["command"] for m in manifests if m.get("command")}),
         "commits": sorted({m.get("git_commit") or "unknown" for m in manifests}),
         "packages": sorted({json.dumps(m.get("packages", {}), sort_keys=True) for m in manifests}),
@@ -222,14 +249,22 @@ def markdown(data: dict, title: str, images: list[str]) -> str:
              "mean +- std over seeds. Intervals: 95% percentile intervals of "
              f"{data['bootstrap']['reps']} stratified bootstrap resamples (seed {data['bootstrap']['seed']}).", "",
              "## Final evaluation return per entry and env", "",
-             "| entry | env | budget | seeds | final return | normalised | published (algo, version, budget: mean +- std; protocol; source) |",
-             "|---|---|---:|---:|---:|---:|---|"]
+             "| entry | env | budget | seeds | final return | final episodes per run | per-episode std (min .. max) "
+             "| normalised | published (algo, version, budget: mean +- std; protocol; source) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for row in data["rows"]:
         refs = "<br>".join(f"{p['algo']} {p['env_version']}, {int(p['budget_steps']):,}: {p['mean']}"
                            f"{' +- ' + p['std'] if p['std'] else ''}; {p['protocol']}; {p['source']}"
                            for p in row["published"]) or "none"
+        counts = sorted({n for n in row["final_episodes"] if n is not None})
+        spread = "n/a" if row["episode_std"] is None else \
+            f"{fmt(row['episode_std'])} ({fmt(row['episode_range'][0])} .. {fmt(row['episode_range'][1])})"
         lines.append(f"| {row['label']} | {row['env']} | {row['budget']:,} | {len(row['seeds'])} | "
-                     f"{fmt(row['mean'])} +- {fmt(row['std'])} | {fmt(row['normalised_mean'], 2)} | {refs} |")
+                     f"{fmt(row['mean'])} +- {fmt(row['std'])} | {'-'.join(map(str, counts)) or 'n/a'} | {spread} | "
+                     f"{fmt(row['normalised_mean'], 2)} | {refs} |")
+    lines += ["", "Final episodes: the episodes of each run's last evaluation (eval_episodes.csv, checked against "
+              "eval.csv and summary.json); per-episode std: the spread of returns within a run's last evaluation, "
+              "averaged over seeds, with the lowest and highest episode of all seeds."]
     fewest = min(len(row["seeds"]) for row in data["rows"])
     if fewest < 5:
         lines += ["", f"Some rows have only {fewest} seed(s): their intervals are coarse, since a bootstrap of n runs "
@@ -258,8 +293,10 @@ def markdown(data: dict, title: str, images: list[str]) -> str:
               "Evaluation return against environment steps: mean over seeds, 95% bootstrap band over seeds; "
               "crosses: published figures at their budget, dotted lines: published figures at a larger budget "
               "than these runs' (protocols differ, see the table above).", "",
-              "![learning curves](learning_curves.png)", "",
-              "## Speed", "", "| run | steps | steps/s (training) | wall time (s) |", "|---|---:|---:|---:|"]
+              "![learning curves](learning_curves.png)", ""]
+    for name, figure in data["figures"].items():
+        lines += FIGURES[name][2](figure, f"{name}.png") + [""]
+    lines += ["## Speed", "", "| run | steps | steps/s (training) | wall time (s) |", "|---|---:|---:|---:|"]
     for run in data["speed"]:
         lines.append(f"| {run['label']} {run['env']} seed {run['seed']} | {fmt(run['steps'], 0)} | "
                      f"{fmt(run['steps_per_second'], 0)} | {fmt(run['wall_seconds'], 1)} |")
@@ -279,14 +316,19 @@ def markdown(data: dict, title: str, images: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(paths: list[Path], out: Path, title: str = "Benchmark report") -> Path:
-    data, rows = build(paths)
+def write_report(paths: list[Path], out: Path, title: str = "Benchmark report",
+                 figures: dict[str, dict] | None = None) -> Path:
+    data, rows = build(paths, figures)
     out.mkdir(parents=True, exist_ok=True)
     images = ["learning_curves.png"]
     plot_curves(rows, out / "learning_curves.png")
     if data["aggregates"]:
         plot_profiles(data["aggregates"], out / "performance_profiles.png")
         images.append("performance_profiles.png")
+    for name, figure in data["figures"].items():
+        if drawable(name, figure):
+            FIGURES[name][1](figure, out / f"{name}.png")
+            images.append(f"{name}.png")
     (out / "report.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     (out / "report.md").write_text(markdown(data, title, images))
     return out / "report.md"

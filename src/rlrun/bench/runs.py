@@ -34,8 +34,11 @@ class Run:
     complete: bool
     summary: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)  # the composed config, .hydra/config.yaml
     eval_steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
     eval_returns: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # Every numeric column of eval.csv by name (elapsed, value_estimate, ...), NaN where a row left it empty.
+    eval_columns: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def final_return(self) -> float:
@@ -97,19 +100,29 @@ def default_label(algo: str, overrides: list[str]) -> str:
     return f"{algo}[{','.join(extra)}]" if extra else algo
 
 
-def read_curve(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    steps, returns = [], []
+def read_columns(path: Path) -> dict[str, np.ndarray]:
+    """The numeric columns of a metrics CSV file (eval.csv, metrics.csv) by name, rows in file order; an
+    empty cell (a metric not measured at that row) is NaN; rows without a global_step are skipped."""
+    columns: dict[str, list[float]] = {}
     try:
         with path.open(newline="") as handle:
             for row in csv.DictReader(handle):
                 try:
-                    steps.append(int(float(row["global_step"])))
-                    returns.append(float(row["mean_return"]))
+                    step = float(row["global_step"])
                 except (KeyError, TypeError, ValueError):
                     continue
+                for name, value in row.items():
+                    if name is None:
+                        continue
+                    try:
+                        number = step if name == "global_step" else float(value) if value not in ("", None) \
+                            else float("nan")
+                    except ValueError:
+                        number = float("nan")
+                    columns.setdefault(name, []).append(number)
     except OSError:
         pass
-    return np.array(steps, dtype=np.int64), np.array(returns, dtype=float)
+    return {name: np.array(values, dtype=float) for name, values in columns.items()}
 
 
 def read_run(run_dir: Path) -> Run:
@@ -126,10 +139,16 @@ def read_run(run_dir: Path) -> Run:
     budget = int(config.get("total_steps") or 0)
     complete = bool(summary) and not summary.get("interrupted", True) and not summary.get("stopped_early", False) \
         and budget > 0 and int(summary.get("total_steps") or 0) >= budget
-    steps, returns = read_curve(run_dir / "eval.csv")
+    columns = read_columns(run_dir / "eval.csv")
+    steps, returns = np.zeros(0, dtype=np.int64), np.zeros(0)
+    if "global_step" in columns and "mean_return" in columns:
+        keep = ~np.isnan(columns["mean_return"])
+        columns = {name: values[keep] for name, values in columns.items()}
+        steps, returns = columns["global_step"].astype(np.int64), columns["mean_return"]
     return Run(path=run_dir, label=_entry_label(run_dir) or default_label(algo, overrides), algo=algo, env=env,
                seed=int(seed), budget=budget, complete=complete, summary=summary,
-               manifest=_read_json(run_dir / "manifest.json"), eval_steps=steps, eval_returns=returns)
+               manifest=_read_json(run_dir / "manifest.json"), config=config if isinstance(config, dict) else {},
+               eval_steps=steps, eval_returns=returns, eval_columns=columns)
 
 
 def read_runs(paths: list[Path]) -> list[Run]:
@@ -156,3 +175,32 @@ def group(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
             paths = ", ".join(str(r.path) for r in members if r.seed == duplicate)
             raise ConfigError(f"two runs of {label} on {env} with seed {duplicate} ({paths}); pass only one of them")
     return dict(sorted(rows.items()))
+
+
+def final_episodes(run: Run) -> np.ndarray | None:
+    """Returns of the final evaluation's episodes: the rows of eval_episodes.csv at eval.csv's last step,
+    checked against eval.csv and summary.json (None where the run kept no per-episode records). Records
+    that disagree (a file copied from another run, a hand edit) stop the report in one line: averaging
+    them would report numbers that no evaluation produced."""
+    path = run.path / "eval_episodes.csv"
+    if not path.is_file() or not len(run.eval_steps):
+        return None
+    columns = read_columns(path)
+    step = int(run.eval_steps[-1])
+    returns = columns.get("episodic_return", np.zeros(0))[columns.get("global_step", np.zeros(0)) == step]
+    expected = (run.config.get("eval") or {}).get("episodes")
+    recorded = float(run.eval_returns[-1])
+    summary = run.summary.get("final_eval_mean_return")
+    problem = None
+    if not len(returns):
+        problem = "eval_episodes.csv has no episode there"
+    elif expected and len(returns) != int(expected):
+        problem = f"eval_episodes.csv has {len(returns)} episodes there, eval.episodes is {expected}"
+    elif not np.isclose(returns.mean(), recorded, rtol=1e-9, atol=1e-9):
+        problem = f"eval_episodes.csv's episodes average {returns.mean():.6g}, eval.csv says {recorded:.6g}"
+    elif summary is not None and not np.isclose(float(summary), recorded, rtol=1e-9, atol=1e-9):
+        problem = f"eval.csv says {recorded:.6g}, summary.json says {float(summary):.6g}"
+    if problem:
+        raise ConfigError(f"{run.path}: inconsistent final evaluation at step {step:,}: {problem} (a file from "
+                          "another run?); rerun it or leave it out of the report")
+    return returns

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from rlrun.bench.figures import parse_figures
 from rlrun.bench.runs import ENTRY_FILE, read_run
 from rlrun.cli import CONF_DIR, describe_hydra_error
 from rlrun.config import POSITIVE, ConfigError, from_config, one_of
@@ -58,9 +59,13 @@ class Suite:
     launcher: str = ruled(one_of(*LAUNCHERS), "joblib")  # where the jobs run (conf/hydra/launcher/)
     overrides: list[str] = field(default_factory=list)   # rlrun overrides for every run (logger=csv, ...)
     out: str | None = None                               # null: outputs/bench/<suite name>
+    # Extra report figures (rlrun.bench.figures): value_estimates, workers ({workers: {score: ...}}),
+    # normalised_scores; recorded in OUT/runs/bench.json, so `rlrun-report OUT` draws them too.
+    figures: list[Any] = field(default_factory=list)
     name: str = ""
 
     def __post_init__(self):
+        parse_figures(self.figures)
         for i, entry in enumerate(self.entries):
             if not isinstance(entry, dict):
                 raise ConfigError(f"suite.entries[{i}] must be a mapping ({{label: ..., algo: ...}}), got {entry!r}")
@@ -234,7 +239,8 @@ def run_suite(suite: Suite, command: str, dry_run: bool = False) -> tuple[Path, 
     budgets = check(suite)
     out = out_dir(suite)
     todo = plan(suite, budgets)
-    log = {"id": f"{time.time_ns()}-{os.getpid()}", "suite": suite.name, "command": command, "multiruns": []}
+    log = {"id": f"{time.time_ns()}-{os.getpid()}", "suite": suite.name, "command": command, "multiruns": [],
+           "figures": suite.figures, "labels": [entry.label for entry in suite.entries]}
     failed = []
     for entry, envs, seeds in todo:
         cmd = multirun_command(suite, entry, envs, seeds)
