@@ -22,7 +22,7 @@ from rlrun.algos.td3 import TD3, clipped_double_q_target, smoothed_target_action
 from rlrun.data.replay import ReplayBuffer
 from rlrun.envs import VecEnv, env_config
 from rlrun.nets import network_config
-from rlrun.nets.continuous import SquashedGaussianActor, squashed_gaussian_sample
+from rlrun.nets.continuous import QCritic, SquashedGaussianActor, TwinQ, squashed_gaussian_sample
 from rlrun.nets.flat import flatten_parameters
 
 ALGOS = {"ddpg": DDPG, "td3": TD3, "sac": SAC}
@@ -270,6 +270,24 @@ def polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
                 t.mul_(1 - tau).add_(tau * p)
 
 
+class PlainTwinQ(nn.Module):
+    """The reference for TwinQ's stacked critics: two separate QCritics, as the paper draws them."""
+
+    def __init__(self, fused: TwinQ):
+        super().__init__()
+        self.q1, self.q2 = (QCritic(fused.obs_dim, fused.action_dim, fused.cfg) for _ in range(2))
+        self.load_state_dict(fused.state_dict())  # TwinQ's state_dict has two QCritics' keys
+        self.train(fused.training)
+
+    def forward(self, obs, action):
+        return self.q1(obs, action), self.q2(obs, action)
+
+
+def plain(critic: nn.Module) -> nn.Module:
+    """A deep copy of DDPG's critic (a plain QCritic already), two plain QCritics for a TwinQ."""
+    return PlainTwinQ(critic) if isinstance(critic, TwinQ) else copy.deepcopy(critic)
+
+
 def assert_same_modules(fast: nn.Module, reference: nn.Module) -> None:
     for (name, a), b in zip(fast.state_dict().items(), reference.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
@@ -278,8 +296,8 @@ def assert_same_modules(fast: nn.Module, reference: nn.Module) -> None:
 def test_ddpg_update_matches_a_plain_reference_update():
     algo = make("ddpg")
     fill(algo, 300)
-    actor, critic = copy.deepcopy(algo.actor), copy.deepcopy(algo.critic)  # own storage, not flat views
-    actor_t, critic_t = copy.deepcopy(algo.actor_target), copy.deepcopy(algo.critic_target)
+    actor, critic = copy.deepcopy(algo.actor), plain(algo.critic)  # own storage, not flat views
+    actor_t, critic_t = copy.deepcopy(algo.actor_target), plain(algo.critic_target)
     cfg = algo.cfg
     actor_opt, critic_opt = plain_adam(actor, cfg.actor_lr), plain_adam(critic, cfg.critic_lr, cfg.critic_weight_decay)
     for _ in range(3):
@@ -309,8 +327,8 @@ def test_ddpg_with_batch_norm_takes_the_gradients_of_plain_train_mode_batch_norm
     and Adam would turn its rounding noise into steps of ~lr that differ with the summation order."""
     algo = make("ddpg", network={"hidden_sizes": [16, 16], "batch_norm": True})
     fill(algo, 300)
-    actor, critic = copy.deepcopy(algo.actor), copy.deepcopy(algo.critic)
-    actor_t, critic_t = copy.deepcopy(algo.actor_target), copy.deepcopy(algo.critic_target)
+    actor, critic = copy.deepcopy(algo.actor), plain(algo.critic)
+    actor_t, critic_t = copy.deepcopy(algo.actor_target), plain(algo.critic_target)
     cfg = algo.cfg
     critic_opt = plain_adam(critic, cfg.critic_lr, cfg.critic_weight_decay)
     batch = algo.replay.sample(64, algo.generator, algo.device)
@@ -334,8 +352,8 @@ def test_ddpg_with_batch_norm_takes_the_gradients_of_plain_train_mode_batch_norm
 def test_td3_update_matches_a_plain_reference_update_with_delayed_actor_and_targets():
     algo = make("td3", policy_delay=2)
     fill(algo, 300)
-    actor, critic = copy.deepcopy(algo.actor), copy.deepcopy(algo.critic)
-    actor_t, critic_t = copy.deepcopy(algo.actor_target), copy.deepcopy(algo.critic_target)
+    actor, critic = copy.deepcopy(algo.actor), plain(algo.critic)
+    actor_t, critic_t = copy.deepcopy(algo.actor_target), plain(algo.critic_target)
     cfg = algo.cfg
     actor_opt, critic_opt = plain_adam(actor, cfg.actor_lr), plain_adam(critic, cfg.critic_lr)
     low, high = torch.as_tensor(algo.env.action_space.low), torch.as_tensor(algo.env.action_space.high)
@@ -372,7 +390,7 @@ def test_td3_update_matches_a_plain_reference_update_with_delayed_actor_and_targ
 def test_sac_update_matches_a_plain_reference_update():
     algo = make("sac")
     fill(algo, 300)
-    actor, critic, critic_t = copy.deepcopy(algo.actor), copy.deepcopy(algo.critic), copy.deepcopy(algo.critic_target)
+    actor, critic, critic_t = copy.deepcopy(algo.actor), plain(algo.critic), plain(algo.critic_target)
     cfg = algo.cfg
     log_alpha = torch.tensor(math.log(cfg.alpha), requires_grad=True)
     actor_opt, critic_opt = plain_adam(actor, cfg.actor_lr), plain_adam(critic, cfg.critic_lr)

@@ -30,7 +30,8 @@ from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, one_of, rule
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
-from rlrun.nets.continuous import QCritic, DeterministicActor, acting, batch_norm_stats, batch_statistics_only
+from rlrun.nets.continuous import (DeterministicActor, QCritic, SharedNumpyMLP, acting, batch_norm_stats,
+                                  batch_statistics_only, numpy_actor)
 from rlrun.nets.flat import flatten_parameters
 from rlrun.nets.mlp import MLPConfig
 
@@ -107,6 +108,31 @@ def frozen(params: list[nn.Parameter]) -> Iterator[None]:
             p.requires_grad_(True)
 
 
+def optimizer_state_in_order(optimizer: torch.optim.Optimizer, order: torch.Tensor) -> dict:
+    """The state of an optimiser of one flat parameter with its per-element tensors (Adam's moments)
+    permuted by `order`: TwinQ's stacked parameters saved in two QCritics' layout (TwinQ.checkpoint_order),
+    the layout of checkpoints."""
+    state = optimizer.state_dict()
+    return {**state, "state": {i: {key: value[order] if _per_element(value, order) else value
+                                   for key, value in s.items()} for i, s in state["state"].items()}}
+
+
+def load_optimizer_state_in_order(optimizer: torch.optim.Optimizer, state: dict, order: torch.Tensor) -> None:
+    """Load a state saved by optimizer_state_in_order (the inverse permutation)."""
+    def unpermute(value: torch.Tensor) -> torch.Tensor:
+        restored = torch.empty_like(value)
+        restored[order] = value
+        return restored
+
+    optimizer.load_state_dict({**state, "state": {
+        i: {key: unpermute(value) if _per_element(value, order) else value for key, value in s.items()}
+        for i, s in state["state"].items()}})
+
+
+def _per_element(value, order: torch.Tensor) -> bool:
+    return isinstance(value, torch.Tensor) and value.shape == order.shape
+
+
 def noise_generator(cpu_generator: torch.Generator, device: torch.device, seed: int) -> torch.Generator:
     """The generator of the noise drawn inside an update: the run's own on the CPU, a seeded one on an
     accelerator (torch cannot draw CUDA tensors from a CPU generator)."""
@@ -154,6 +180,15 @@ class OrnsteinUhlenbeckNoise:
         self.x.copy_(state["x"])
 
 
+def deterministic_act(actor: DeterministicActor, numpy_net: SharedNumpyMLP | None, obs: np.ndarray,
+                      device: torch.device) -> np.ndarray:
+    """mu(s) for a batch of observations, in numpy where the actor has a numpy acting copy."""
+    if numpy_net is not None:
+        return actor.center.numpy() + actor.half_range.numpy() * np.tanh(numpy_net(np.asarray(obs, np.float32)))
+    with torch.inference_mode(), acting(actor):
+        return actor(torch.as_tensor(obs, device=device)).cpu().numpy()
+
+
 def make_noise(cfg: DDPGConfig, shape: tuple[int, int]) -> GaussianNoise | OrnsteinUhlenbeckNoise:
     if cfg.noise == "ou":
         return OrnsteinUhlenbeckNoise(cfg.noise_std, cfg.ou_theta, cfg.ou_dt, shape)
@@ -189,6 +224,7 @@ class DDPG(OffPolicy):
         # Noise in units of the action half-range, so that noise_std means the same for any bounds.
         self.half_range = ((space.high - space.low) / 2).astype(np.float32)
         self.noise = make_noise(cfg, (env.num_envs, space.shape[0]))
+        self.numpy_actor = numpy_actor(self.actor.net, self.device)  # after flattening: it views the parameters
 
     @classmethod
     def parse_config(cls, cfg) -> DDPGConfig:
@@ -196,10 +232,8 @@ class DDPG(OffPolicy):
 
     # --- acting -------------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        with acting(self.actor):
-            return self.actor(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+        return deterministic_act(self.actor, self.numpy_actor, obs, self.device)
 
     def explore(self, obs: np.ndarray) -> np.ndarray:
         """a_t = mu(s_t) + N_t, clipped to the bounds (the action stored is the one the env gets)."""

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlrun.algos.ddpg import check_env, frozen, noise_generator, online_tensors, soft_update, target_network
+from rlrun.algos.ddpg import (check_env, frozen, load_optimizer_state_in_order, noise_generator, online_tensors,
+                              optimizer_state_in_order, soft_update, target_network)
 from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, rule
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
-from rlrun.nets.continuous import SquashedGaussianActor, TwinQ, acting, batch_statistics_only
+from rlrun.nets.continuous import SquashedGaussianActor, TwinQ, acting, batch_statistics_only, numpy_actor
 from rlrun.nets.flat import flatten_parameters
 from rlrun.nets.mlp import MLPConfig
 
@@ -94,6 +95,8 @@ class SAC(OffPolicy):
         self.log_alpha = torch.tensor(math.log(cfg.alpha), device=device, requires_grad=cfg.autotune)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr) if cfg.autotune else None
         self.update_generator = noise_generator(self.generator, device, seed)
+        self.numpy_actor = numpy_actor(self.actor.net, device)  # after flattening: it views the parameters
+        self.critic_order = self.critic.checkpoint_order()
 
     @classmethod
     def parse_config(cls, cfg) -> SACConfig:
@@ -101,14 +104,26 @@ class SAC(OffPolicy):
 
     # --- acting -------------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        if self.numpy_actor is None:
+            return self.act_in_torch(obs, deterministic)
+        center, half_range = self.actor.center.numpy(), self.actor.half_range.numpy()
+        mean, log_std = np.split(self.numpy_actor(np.asarray(obs, np.float32)), 2, -1)
+        if deterministic:
+            return center + half_range * np.tanh(mean)
+        # Drawn from the run's CPU generator, so that acting never touches the update's generator.
+        noise = torch.randn(mean.shape, generator=self.generator).numpy()
+        u = mean + np.exp(np.clip(log_std, self.actor.LOG_STD_MIN, self.actor.LOG_STD_MAX)) * noise
+        return center + half_range * np.tanh(u)
+
+    @torch.inference_mode()
+    def act_in_torch(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """act() where the actor has no numpy copy (on a GPU, or with batch norm); the same function."""
         obs_t = torch.as_tensor(obs, device=self.device)
         with acting(self.actor):
             if deterministic:
                 return self.actor.mode(obs_t).cpu().numpy()
             mean, log_std = self.actor.dist_params(obs_t)
-        # Drawn from the run's CPU generator, so that acting never touches the update's generator.
         noise = torch.randn(mean.shape, generator=self.generator).to(self.device)
         u = mean + log_std.exp() * noise
         return (self.actor.center + self.actor.half_range * torch.tanh(u)).cpu().numpy()
@@ -129,9 +144,9 @@ class SAC(OffPolicy):
             next_action, next_log_prob = self.actor.sample(next_obs, self.update_generator)
             y = soft_q_target(batch["rewards"], batch["terminated"], *self.critic_target(next_obs, next_action),
                               next_log_prob, alpha, cfg.gamma)
-        q1, q2 = self.critic(obs, actions)
+        q = self.critic(obs, actions)  # [Q1; Q2], both critics in one batched forward
         # eq. 5 for each critic, summed: one backward gives each critic its own loss's gradient.
-        critic_loss = 0.5 * ((q1 - y).square().mean() + (q2 - y).square().mean())
+        critic_loss = 0.5 * (q - y).square().mean(-1).sum()
         self.critic_flat.grad.zero_()
         critic_loss.backward()
         self.critic_optimizer.step()
@@ -146,7 +161,7 @@ class SAC(OffPolicy):
         self.actor_optimizer.step()
 
         metrics = {"train/critic_loss": critic_loss.detach(), "train/actor_loss": actor_loss.detach(),
-                   "train/q": q1.detach().mean(), "train/alpha": alpha, "train/entropy": -log_prob.detach().mean()}
+                   "train/q": q[0].detach().mean(), "train/alpha": alpha, "train/entropy": -log_prob.detach().mean()}
         if self.alpha_optimizer is not None:
             # eq. 18, on the log-probabilities of the actions just drawn (before the actor's step).
             alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
@@ -164,7 +179,8 @@ class SAC(OffPolicy):
     def state_dict(self) -> dict:
         state = {**super().state_dict(), "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
                  "critic_target": self.critic_target.state_dict(), "actor_optimizer": self.actor_optimizer.state_dict(),
-                 "critic_optimizer": self.critic_optimizer.state_dict(), "log_alpha": self.log_alpha.detach().clone()}
+                 "critic_optimizer": optimizer_state_in_order(self.critic_optimizer, self.critic_order),
+                 "log_alpha": self.log_alpha.detach().clone()}
         if self.alpha_optimizer is not None:
             state["alpha_optimizer"] = self.alpha_optimizer.state_dict()
         if self.update_generator is not self.generator:
@@ -173,8 +189,9 @@ class SAC(OffPolicy):
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        for name in ("actor", "critic", "critic_target", "actor_optimizer", "critic_optimizer"):
+        for name in ("actor", "critic", "critic_target", "actor_optimizer"):
             getattr(self, name).load_state_dict(state[name])
+        load_optimizer_state_in_order(self.critic_optimizer, state["critic_optimizer"], self.critic_order)
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
         if self.alpha_optimizer is not None:

@@ -17,15 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
-from rlrun.algos.ddpg import (GaussianNoise, check_env, frozen, noise_generator, online_tensors, soft_update,
-                              target_network)
+from rlrun.algos.ddpg import (GaussianNoise, check_env, deterministic_act, frozen, load_optimizer_state_in_order,
+                              noise_generator, online_tensors, optimizer_state_in_order, soft_update, target_network)
 from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, rule
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
-from rlrun.nets.continuous import DeterministicActor, TwinQ, acting, batch_statistics_only
+from rlrun.nets.continuous import DeterministicActor, TwinQ, batch_statistics_only, numpy_actor
 from rlrun.nets.flat import flatten_parameters
 from rlrun.nets.mlp import MLPConfig
 
@@ -91,6 +90,8 @@ class TD3(OffPolicy):
         self.half_range = ((space.high - space.low) / 2).astype(np.float32)
         self.noise = GaussianNoise(cfg.exploration_noise, (env.num_envs, space.shape[0]))
         self.update_generator = noise_generator(self.generator, device, seed)
+        self.numpy_actor = numpy_actor(self.actor.net, device)  # after flattening: it views the parameters
+        self.critic_order = self.critic.checkpoint_order()
 
     @classmethod
     def parse_config(cls, cfg) -> TD3Config:
@@ -98,10 +99,8 @@ class TD3(OffPolicy):
 
     # --- acting -------------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        with acting(self.actor):
-            return self.actor(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+        return deterministic_act(self.actor, self.numpy_actor, obs, self.device)
 
     def explore(self, obs: np.ndarray) -> np.ndarray:
         """a = clip(mu(s) + eps, low, high), eps ~ N(0, exploration_noise^2) in half-range units."""
@@ -121,13 +120,13 @@ class TD3(OffPolicy):
                                                  self.high, self.half_range_t)
             y = clipped_double_q_target(batch["rewards"], batch["terminated"],
                                         *self.critic_target(next_obs, next_action), cfg.gamma)
-        q1, q2 = self.critic(obs, actions)
+        q = self.critic(obs, actions)  # [Q1; Q2], both critics in one batched forward
         # The two critics' losses summed: one backward, and each critic's gradient is its own loss's.
-        critic_loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
+        critic_loss = (q - y).square().mean(-1).sum()
         self.critic_flat.grad.zero_()
         critic_loss.backward()
         self.critic_optimizer.step()
-        metrics = {"train/critic_loss": critic_loss.detach(), "train/q": q1.detach().mean()}
+        metrics = {"train/critic_loss": critic_loss.detach(), "train/q": q[0].detach().mean()}
 
         if self.gradient_updates % cfg.policy_delay == 0:
             # Delayed policy update: the deterministic policy gradient through Q_1 alone (whose batch
@@ -147,15 +146,16 @@ class TD3(OffPolicy):
         state = {**super().state_dict(), "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
                  "actor_target": self.actor_target.state_dict(), "critic_target": self.critic_target.state_dict(),
                  "actor_optimizer": self.actor_optimizer.state_dict(),
-                 "critic_optimizer": self.critic_optimizer.state_dict()}
+                 "critic_optimizer": optimizer_state_in_order(self.critic_optimizer, self.critic_order)}
         if self.update_generator is not self.generator:
             state["update_generator"] = self.update_generator.get_state()
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        for name in ("actor", "critic", "actor_target", "critic_target", "actor_optimizer", "critic_optimizer"):
+        for name in ("actor", "critic", "actor_target", "critic_target", "actor_optimizer"):
             getattr(self, name).load_state_dict(state[name])
+        load_optimizer_state_in_order(self.critic_optimizer, state["critic_optimizer"], self.critic_order)
         # A CUDA run draws update noise from a CUDA generator, a CPU run from its own generator
         # (ddpg.noise_generator): a GPU run's checkpoint resumes on the CPU without that state.
         if "update_generator" in state and self.update_generator is not self.generator:

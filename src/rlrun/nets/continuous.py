@@ -2,7 +2,8 @@
 
 - `QCritic`: Q(s, a), an MLP on the state and action concatenated (the TD3 paper's architecture,
   which later DDPG implementations share; Lillicrap et al. fed the action in at the second layer).
-- `TwinQ`: two independent critics Q1, Q2 (TD3's clipped double Q, SAC's two soft Q-functions).
+- `TwinQ`: two independent critics Q1, Q2 (TD3's clipped double Q, SAC's two soft Q-functions), their
+  layers stacked so that one batched matrix product evaluates both; checkpointed as two QCritics.
 - `DeterministicActor`: mu(s) = center + half_range * tanh(MLP(s)), always inside the action bounds.
 - `SquashedGaussianActor`: u ~ N(mean(s), std(s)^2), a = center + half_range * tanh(u), with the
   log-density of tanh(u) by the change of variables (Haarnoja et al. 2018, appendix C, eq. 21).
@@ -13,6 +14,8 @@ Log-densities, however, are those of the action in [-1, 1]: the affine map to th
 +15.6 nats on Humanoid-v5, +-0.4 in 17 dims) while its target stays -dim(A). The authors' softlearning
 (actions normalised to [-1, 1] by a wrapper) and SB3 (which rescales actions for the env) measure
 entropy in [-1, 1], so the paper's target means the same for every env.
+
+`numpy_actor` gives an actor's MLP on numpy views of its parameters, for acting one step at a time.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rlrun.nets.mlp import MLPConfig, mlp
+from rlrun.nets.numpy_mlp import ACTIVATIONS
 
 LOG_2PI = math.log(2 * math.pi)
 LOG_2 = math.log(2.0)
@@ -105,15 +109,112 @@ class QCritic(nn.Module):
 
 
 class TwinQ(nn.Module):
-    """Two critics with their own parameters, on the same input."""
+    """Two critics Q1, Q2 with their own parameters, on the same input, evaluated as one network.
+
+    Each layer keeps both critics' weights stacked, [2, out, in] (nn.Linear's [out, in] per critic),
+    so one batched matrix product (torch.baddbmm) computes the layer for both critics: half the
+    operator calls and autograd nodes of two separate QCritics, the same function. forward returns
+    a [2, batch] tensor, (Q1, Q2) when unpacked. Initialised as two QCritics would be (the same draws
+    from torch's RNG), and state_dict()/load_state_dict() use two QCritics' keys (q1.net.0.weight, ...,
+    q2.obs_norm.running_mean): checkpoints have the same format as before the critics were stacked.
+    """
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: MLPConfig):
         super().__init__()
-        self.q1 = QCritic(obs_dim, action_dim, cfg)
-        self.q2 = QCritic(obs_dim, action_dim, cfg)
+        self.obs_dim, self.action_dim, self.cfg = obs_dim, action_dim, cfg
+        critics = [QCritic(obs_dim, action_dim, cfg) for _ in range(2)]
+        linears = [[m for m in critic.net if isinstance(m, nn.Linear)] for critic in critics]
+        self.num_layers = len(linears[0])
+        for k, (first, second) in enumerate(zip(*linears)):
+            self.register_parameter(f"weight{k}", nn.Parameter(torch.stack([first.weight.detach(),
+                                                                            second.weight.detach()])))
+            # [2, 1, out]: broadcast over the batch rows by baddbmm.
+            self.register_parameter(f"bias{k}", nn.Parameter(torch.stack([first.bias.detach(),
+                                                                          second.bias.detach()])[:, None]))
+        self.activation = INPLACE_ACTIVATIONS[cfg.activation]
+        # Batch norm on the state input (QCritic's, DDPG section 7), one layer per critic.
+        self.obs_norms = nn.ModuleList([c.obs_norm for c in critics]) if cfg.batch_norm else None
+        self.register_state_dict_post_hook(_twin_q_state_dict_to_critics)
+        self.register_load_state_dict_pre_hook(_twin_q_state_dict_from_critics)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.q1(obs, action), self.q2(obs, action)
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(getattr(self, f"weight{k}"), getattr(self, f"bias{k}")) for k in range(self.num_layers)]
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        if self.obs_norms is None:
+            x = torch.cat([obs, action], -1).expand(2, -1, -1)  # one input, shared (no copy)
+        else:
+            x = torch.stack([torch.cat([norm(obs), action], -1) for norm in self.obs_norms])
+        layers = self.layers()
+        for weight, bias in layers[:-1]:
+            # In place: the product's backward needs its inputs, not its output, and the
+            # activation's backward needs only its output; no second [2, batch, hidden] buffer.
+            x = self.activation(torch.baddbmm(bias, x, weight.transpose(1, 2)))
+        weight, bias = layers[-1]
+        return torch.baddbmm(bias, x, weight.transpose(1, 2)).squeeze(-1)
+
+    def q1(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The first critic alone (TD3's actor loss): its slices of the stacked parameters."""
+        if self.obs_norms is not None:
+            obs = self.obs_norms[0](obs)
+        x = torch.cat([obs, action], -1)
+        layers = self.layers()
+        for weight, bias in layers[:-1]:
+            x = self.activation(torch.addmm(bias[0], x, weight[0].t()))
+        weight, bias = layers[-1]
+        return torch.addmm(bias[0], x, weight[0].t()).squeeze(-1)
+
+    def checkpoint_order(self) -> torch.Tensor:
+        """Index into the concatenated parameters (parameters() order, as in a flat buffer) that lists
+        them in the order of two QCritics' (q1's, then q2's): what an optimiser's state of the flat
+        parameter is saved in, so that checkpoints keep one layout."""
+        positions, offset = {}, 0
+        for name, p in self.named_parameters():
+            positions[name] = torch.arange(offset, offset + p.numel()).view(p.shape)
+            offset += p.numel()
+        _twin_q_state_dict_to_critics(self, positions, "", {})  # now two QCritics' keys, in their order
+        return torch.cat([index.reshape(-1) for index in positions.values()])
+
+
+INPLACE_ACTIVATIONS = {"relu": torch.relu_, "tanh": torch.tanh_, "elu": F.elu_}
+
+
+def _critic_key(k: int, critic: int, kind: str) -> str:
+    # QCritic.net is mlp(): Linear, activation, Linear, ... so linear layer k is module 2k.
+    return f"q{critic + 1}.net.{2 * k}.{kind}"
+
+
+def _twin_q_state_dict_to_critics(module: TwinQ, state: dict, prefix: str, local_metadata) -> None:
+    """state_dict hook: the stacked tensors as two QCritics' entries, q1's then q2's."""
+    stacked = {key: state.pop(prefix + key) for key in list(_stacked_keys(module))}
+    norms = {key[len(prefix):]: state.pop(key) for key in list(state)
+             if key.startswith(prefix + "obs_norms.")}
+    for c in range(2):
+        for key, value in norms.items():
+            if key.startswith(f"obs_norms.{c}."):
+                state[f"{prefix}q{c + 1}.obs_norm.{key[len(f'obs_norms.{c}.'):]}"] = value
+        for k in range(module.num_layers):
+            state[prefix + _critic_key(k, c, "weight")] = stacked[f"weight{k}"][c]
+            state[prefix + _critic_key(k, c, "bias")] = stacked[f"bias{k}"][c, 0]
+
+
+def _twin_q_state_dict_from_critics(module: TwinQ, state: dict, prefix: str, local_metadata, strict, missing_keys,
+                                    unexpected_keys, error_msgs) -> None:
+    """load_state_dict pre-hook: two QCritics' entries (a checkpoint's) stacked into this module's."""
+    for k in range(module.num_layers):
+        for kind in ("weight", "bias"):
+            keys = [prefix + _critic_key(k, c, kind) for c in range(2)]
+            if all(key in state for key in keys):
+                pair = torch.stack([state.pop(key) for key in keys])
+                state[f"{prefix}{kind}{k}"] = pair[:, None] if kind == "bias" else pair
+    for c in range(2):
+        old = f"{prefix}q{c + 1}.obs_norm."
+        for key in [key for key in state if key.startswith(old)]:
+            state[f"{prefix}obs_norms.{c}.{key[len(old):]}"] = state.pop(key)
+
+
+def _stacked_keys(module: TwinQ) -> list[str]:
+    return [f"{kind}{k}" for k in range(module.num_layers) for kind in ("weight", "bias")]
 
 
 class DeterministicActor(nn.Module):
@@ -181,3 +282,29 @@ class SquashedGaussianActor(nn.Module):
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic action used for evaluation: the squashed mean."""
         return self.center + self.half_range * torch.tanh(self.dist_params(obs)[0])
+
+
+class SharedNumpyMLP:
+    """An actor's MLP on numpy arrays, for acting one env step at a time (torch spends ~100 us of
+    dispatch on a batch of one; numpy a few us per layer), reading the module's parameters in place:
+    numpy views of their memory, not copies. The off-policy actor changes after every env step, and
+    its parameters are updated in place (fused Adam on the flat buffer, load_state_dict's copy), so
+    the views always hold the learner's current function and need no refresh. Build it after the
+    parameters are re-seated (flatten_parameters): views of the old storage would go stale."""
+
+    def __init__(self, net: nn.Sequential):
+        self.layers = [(m.weight.detach().numpy().T, m.bias.detach().numpy()) if isinstance(m, nn.Linear)
+                       else ACTIVATIONS[type(m)] for m in net]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        for layer in self.layers:
+            x = x @ layer[0] + layer[1] if isinstance(layer, tuple) else layer(x)
+        return x
+
+
+def numpy_actor(net: nn.Sequential, device: torch.device) -> SharedNumpyMLP | None:
+    """The numpy acting copy of an actor's MLP where it computes the same function: on the CPU, and
+    without batch norm (which acts with running statistics, in torch); else None (act in torch)."""
+    if device.type != "cpu" or has_batch_norm(net):
+        return None
+    return SharedNumpyMLP(net)
