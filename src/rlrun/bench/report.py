@@ -180,12 +180,14 @@ def bench_invocations(roots: list[Path]) -> list[dict]:
 
 
 def suite_figures(invocations: list[dict]) -> tuple[dict[str, dict], list[str]]:
-    """The figures the latest rlrun-bench invocation's suite named, and its entry labels in suite order."""
-    for invocation in reversed(invocations):
-        if "figures" in invocation:
-            return parse_figures(invocation["figures"], f"bench.json ({invocation.get('suite')})"), \
-                invocation.get("labels", [])
-    return {}, []
+    """The figures the suites of these rlrun-bench invocations named (a later invocation's options win),
+    and their entry labels in suite order."""
+    figures: dict[str, dict] = {}
+    labels: list[str] = []
+    for invocation in invocations:
+        figures |= parse_figures(invocation.get("figures", []), f"bench.json ({invocation.get('suite')})")
+        labels += [label for label in invocation.get("labels", []) if label not in labels]
+    return figures, labels
 
 
 def build(paths: list[Path], figures: dict[str, dict] | None = None) -> dict:
@@ -216,10 +218,8 @@ def build(paths: list[Path], figures: dict[str, dict] | None = None) -> dict:
             "normalised_mean": None if normalised is None else float(normalised.mean()),
             "published": published(members[0].algo, env)})
     invocations = bench_invocations(paths)
-    if figures is None:
-        figures, order = suite_figures(invocations)
-    else:
-        order = next((i["labels"] for i in reversed(invocations) if "labels" in i), [])
+    named, order = suite_figures(invocations)
+    figures = named if figures is None else figures
     context = Context(BOOTSTRAP_REPS, BOOTSTRAP_SEED, scales, order)
     drawn = {name: {"options": options, **FIGURES[name][0](rows, options, context)}
              for name, options in figures.items()}
