@@ -38,6 +38,8 @@ def test_a_truncated_episode_counts_only_states_whose_missing_tail_is_negligible
     assert counted_steps(10, 0.5, truncated=True).tolist() == [True] * 4 + [False] * 6
     assert counted_steps(10, 0.5, truncated=False).all()
     assert not counted_steps(500, 1.0, truncated=True).any()  # undiscounted: no tail is ever negligible
+    # CartPole's 500-step limit with gamma 0.99: 0.99^459 = 0.0099 < 0.01 <= 0.99^458, so t = 0 .. 41.
+    assert counted_steps(500, 0.99, truncated=True).tolist() == [True] * 42 + [False] * 458
 
 
 def test_value_check_averages_estimate_and_return_over_the_same_states():

@@ -198,7 +198,7 @@ def markdown_value_estimates(data: dict, image: str) -> list[str]:
         "discounted return it actually collected from each of those states (same gamma as the learner, in "
         "the rewards it learns from; an episode ends at the learner's terminal). States of an episode cut by "
         "a time limit count only if the missing tail weighs under 1% (gamma^(T-t) < 0.01), since Q estimates "
-        "the uncut value: with gamma 0.99 and CartPole's 500-step limit, only an episode's first 41 states. "
+        "the uncut value: with gamma 0.99 and CartPole's 500-step limit, only an episode's first 42 states. "
         "metrics.csv's max_q is the same estimate on the replayed minibatches (states of the exploring "
         "policy). With algo.eval_epsilon > 0 (Atari: 0.05, as the papers) the actual return is that of the "
         "epsilon-greedy evaluation policy, as in van Hasselt et al.'s ground truth. Mean over seeds, 95% "
