@@ -16,7 +16,8 @@ from rlrun.algos.dqn import DQN
 from rlrun.envs import VecEnv, env_config
 from rlrun.nets import network_config
 from rlrun.resources import CONF_DIR
-from rlrun.returns import Segment, counted_steps, discounted_return, returns_to_go, value_check
+from rlrun.data import discounted_returns
+from rlrun.returns import Segment, counted_steps, discounted_return, value_check
 from rlrun.run import evaluate
 
 
@@ -27,7 +28,7 @@ def read_csv(path) -> list[dict]:
 
 def test_returns_to_go_and_discounted_return_by_hand():
     # rewards 1, 0, 2 with gamma 0.5: G_2 = 2, G_1 = 0 + 0.5 * 2 = 1, G_0 = 1 + 0.5 * 1 = 1.5
-    assert returns_to_go([1.0, 0.0, 2.0], 0.5).tolist() == [1.5, 1.0, 2.0]
+    assert discounted_returns([1.0, 0.0, 2.0], 0.5).tolist() == [1.5, 1.0, 2.0]
     assert discounted_return([1.0, 0.0, 2.0], 0.5) == 1.5
     assert discounted_return([1.0] * 9, 0.99) == pytest.approx((1 - 0.99 ** 9) / 0.01)
 
@@ -80,7 +81,7 @@ def test_evaluate_records_discounted_returns_and_q_against_an_independent_replay
             done = terminated or truncated
         mask = counted_steps(len(rewards), 0.5, truncated and not terminated)
         estimates += np.array(q)[mask].tolist()
-        actual += returns_to_go(rewards, 0.5)[mask].tolist()
+        actual += discounted_returns(rewards, 0.5)[mask].tolist()
         lengths.append(len(rewards))
         discounted.append(sum(r * 0.5 ** t for t, r in enumerate(rewards)))
         obs, _ = replay.reset()

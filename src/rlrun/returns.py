@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rlrun.data import discounted_returns  # G_t for every t: REINFORCE's reward-to-go
+
 TAIL_WEIGHT = 1e-2  # gamma^(T-t) below this: the missing tail of a truncated return-to-go is negligible
 
 
@@ -31,16 +33,6 @@ def discounted_return(rewards, gamma: float) -> float:
     """sum_t gamma^t r_t over a whole episode."""
     rewards = np.asarray(rewards, dtype=float)
     return float(np.sum(rewards * gamma ** np.arange(len(rewards))))
-
-
-def returns_to_go(rewards, gamma: float) -> np.ndarray:
-    """G_t = r_t + gamma G_{t+1}, G_T = 0, for every step t of an episode."""
-    out = np.zeros(len(rewards))
-    following = 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        following = float(rewards[t]) + gamma * following
-        out[t] = following
-    return out
 
 
 def counted_steps(length: int, gamma: float, truncated: bool) -> np.ndarray:
@@ -73,7 +65,7 @@ def value_check(segments: list[Segment], gamma: float) -> ValueCheck:
     for segment in segments:
         mask = counted_steps(len(segment.rewards), gamma, segment.truncated)
         estimates.append(np.asarray(segment.max_q, dtype=float)[mask])
-        actual.append(returns_to_go(segment.rewards, gamma)[mask])
+        actual.append(discounted_returns(np.asarray(segment.rewards, dtype=float), gamma)[mask])
     estimates = np.concatenate(estimates) if estimates else np.zeros(0)
     actual = np.concatenate(actual) if actual else np.zeros(0)
     if not len(estimates):
