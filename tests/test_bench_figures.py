@@ -110,6 +110,11 @@ def test_band_averages_runs_where_all_have_data():
     timed = figures.band([(np.array([1.0, 9.0]), np.array([0.0, 8.0])), (np.array([2.0, 8.0]), np.array([2.0, 8.0]))],
                          reps=200, seed=0, points=3)
     assert timed["x"] == [2.0, 5.0, 8.0] and timed["mean"] == pytest.approx([1.5, 4.5, 7.5])
+    # A long curve (metrics.csv of a 10M-step run) is thinned to MAX_POINTS, its ends kept.
+    steps = np.arange(1, 10_001) * 1000.0
+    long = figures.band([(steps, steps / 1000), (steps, steps / 500)], reps=50, seed=0)
+    assert len(long["x"]) == figures.MAX_POINTS and long["x"][0] == 1000.0 and long["x"][-1] == 10_000_000.0
+    assert long["mean"] == pytest.approx([1.5 * x / 1000 for x in long["x"]])
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -36,6 +36,7 @@ from rlrun.bench.runs import Run, read_columns
 from rlrun.config import ConfigError
 
 OPTIONS = {"value_estimates": (), "workers": ("score",), "normalised_scores": ()}
+MAX_POINTS = 200  # points of a curve's band at most (kept evenly spaced, first and last included)
 
 
 def parse_figures(spec: Any, where: str = "suite.figures") -> dict[str, dict]:
@@ -105,6 +106,8 @@ def band(series: list[tuple[np.ndarray, np.ndarray]], reps: int, seed: int, poin
         np.linspace(start, end, points) if start < end else np.zeros(0)
     if not len(grid):
         return None
+    if len(grid) > MAX_POINTS:  # metrics.csv of a 10M-step run: 10k rows, and the bootstrap holds reps x runs x points
+        grid = grid[np.linspace(0, len(grid) - 1, MAX_POINTS).round().astype(int)]
     mean, low, high = stats.mean_band(np.stack([np.interp(grid, x, y) for x, y in kept]), reps, seed=seed)
     return {"x": grid.tolist(), "mean": mean.tolist(), "low": low.tolist(), "high": high.tolist(), "runs": len(kept)}
 
