@@ -108,6 +108,24 @@ def test_running_mean_std_merges_batches_like_one_pass():
     assert restored.count == rms.count
 
 
+
+@pytest.mark.parametrize("shape", [(3,), ()])
+def test_running_mean_std_one_row_updates_equal_the_general_formula_to_the_bit(shape):
+    # The one-env fast path must be the parallel formula with batch_mean = x and batch_var = 0.
+    rng = np.random.default_rng(0)
+    rms = RunningMeanStd(shape)
+    mean, var, count = np.zeros(shape), np.ones(shape), 1e-4
+    for _ in range(300):
+        batch = rng.normal(3.0, 2.0, size=(1, *shape)) * rng.choice([0.1, 100.0])
+        rms.update(batch)
+        batch_mean = np.add.reduce(batch, axis=0) / 1
+        batch_var = np.add.reduce(np.square(batch - batch_mean), axis=0) / 1
+        delta, total = batch_mean - mean, count + 1
+        mean = mean + delta * (1 / total)
+        var = (var * count + batch_var * 1 + delta**2 * (count * 1 / total)) / total
+        count = total
+    assert np.array_equal(rms.mean, mean) and np.array_equal(rms.var, var) and rms.count == count
+
 def test_diag_gaussian_matches_torch_distributions():
     torch.manual_seed(0)
     dist = DiagGaussian(3)

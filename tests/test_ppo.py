@@ -219,3 +219,106 @@ def test_ppo_kl_composes_without_value_clipping_and_its_loss_uses_the_plain_squa
     clipped = value_loss(values, mb["values"], mb["returns"], algo.cfg.clip_coef)
     assert not torch.isclose(plain, clipped)
     torch.testing.assert_close(stats[1], plain)
+
+
+
+def merged_and_reference(env_name: str, activation: str = "tanh", hidden_sizes=(32, 16, 8)):
+    """An ActorCritic (float64, weights far from the near-zero init so every layer matters), merged,
+    and a deep copy of it: plain modules with their own storage and autograd."""
+    from helpers import load_conf
+
+    from rlrun.envs import env_config, spaces_of
+    from rlrun.nets import ActorCritic, network_config
+    from rlrun.nets.merged import MergedActorCritic
+
+    observation_space, action_space = spaces_of(env_config(load_conf("env", env_name)))
+    cfg = network_config(load_conf("network", "mlp", activation=activation, hidden_sizes=list(hidden_sizes)))
+    net = ActorCritic(observation_space, action_space, cfg).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_()
+    reference = copy.deepcopy(net)
+    return MergedActorCritic(net), reference, observation_space.shape[0]
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
+@pytest.mark.parametrize("env_name", ["CartPole", "HalfCheetah"])
+def test_merged_actor_critic_computes_the_modules_function_and_gradient(env_name, activation):
+    merged, reference, obs_dim = merged_and_reference(env_name, activation)
+    obs = torch.randn(7, obs_dim, dtype=torch.float64)
+    params, values = merged(obs)
+    torch.testing.assert_close(params, reference.dist_params(obs))
+    torch.testing.assert_close(values, reference.value(obs))
+    # A loss of both outputs: the hand-written backward leaves autograd's gradient in each layer's .grad.
+    w_params, w_values = torch.randn_like(params), torch.randn_like(values)
+    ((params * w_params).sum() + (values * w_values).square().sum()).backward()
+    ((reference.dist_params(obs) * w_params).sum() + (reference.value(obs) * w_values).square().sum()).backward()
+    for (name, p), q in zip(merged.net.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+@pytest.mark.parametrize("env_name", ["CartPole", "Pendulum"])
+def test_merged_actor_critic_backward_passes_gradcheck(env_name):
+    from rlrun.nets.merged import _ActorCriticFunction
+
+    merged, _, obs_dim = merged_and_reference(env_name, hidden_sizes=(5, 4))
+    obs = torch.randn(3, obs_dim, dtype=torch.float64)
+    # gradcheck perturbs the flat buffer in place; the layers' weights are views of it.
+    assert torch.autograd.gradcheck(lambda flat: _ActorCriticFunction.apply(obs, flat, merged), (merged.flat,))
+
+
+def test_merged_parameters_follow_optimiser_steps_and_loaded_checkpoints():
+    algo = make_ppo("Pendulum", num_envs=1, num_steps=64, num_minibatches=2, update_epochs=1)
+    obs = torch.randn(4, 3)
+    saved = copy.deepcopy(algo.net.state_dict())
+    for change in ("optimiser step", "checkpoint"):
+        if change == "optimiser step":
+            with torch.no_grad():
+                algo.flat_params.add_(0.1)  # in place, as Adam steps it
+        else:
+            algo.net.load_state_dict(saved)  # copied into the modules' parameters
+            torch.testing.assert_close(algo.net.critic[0].weight, saved["critic.0.weight"])
+        params, values = algo.merged(obs)
+        with torch.no_grad():
+            torch.testing.assert_close(params, algo.net.dist_params(obs), msg=change)
+            torch.testing.assert_close(values, algo.net.value(obs), msg=change)
+
+
+@pytest.mark.parametrize("env_name", ["CartPole", "Pendulum"])
+def test_rollout_stores_the_learner_function_and_log_probs_of_the_stored_actions(env_name):
+    algo = make_ppo(env_name, num_envs=2, num_steps=64)
+    algo.next_obs = algo.env.reset()
+    algo.collect_rollout()
+    b = algo.buffer.flat_tensors(torch.device("cpu"))
+    with torch.no_grad():
+        torch.testing.assert_close(b["dist_params"], algo.net.dist_params(b["obs"]), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(b["values"], algo.net.value(b["obs"]), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(b["log_probs"], algo.dist.log_prob(b["dist_params"], b["actions"]),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_a_checkpoint_saved_before_the_merged_layout_resumes_with_adam_moments_at_their_parameters():
+    from rlrun.nets.flat import flatten_parameters
+
+    algo = make_ppo("Pendulum", num_envs=1, num_steps=64, num_minibatches=2, update_epochs=1)
+    # What PPO saved before: parameters flat in net.parameters() order, torch's fused Adam over them.
+    old_net = copy.deepcopy(algo.net)
+    old_flat = flatten_parameters(old_net)
+    old_optimizer = torch.optim.Adam([old_flat], lr=1e-3, fused=True)
+    obs = torch.randn(8, 3)
+    (old_net.dist_params(obs).square().sum() + old_net.value(obs).square().sum()).backward()
+    old_optimizer.step()
+    algo.load_state_dict({"net": old_net.state_dict(), "optimizer": old_optimizer.state_dict(),
+                          "generator": algo.generator.get_state(), "global_step": 64, "kl_beta": 1.0})
+    old_state, new_state = old_optimizer.state[old_flat], algo.optimizer.state
+
+    def segment(p, flat):  # the slice of `flat`'s buffer that parameter p views
+        start = (p.data_ptr() - flat.data_ptr()) // p.element_size()
+        return slice(start, start + p.numel())
+
+    for (name, old_p), new_p in zip(old_net.named_parameters(), algo.net.parameters(), strict=True):
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(new_state[key][segment(new_p, algo.flat_params)],
+                                       old_state[key][segment(old_p, old_flat)], msg=f"{key} {name}")
+    torch.testing.assert_close(algo.flat_params.detach()[segment(algo.net.log_std, algo.flat_params)],
+                               old_net.log_std.detach())

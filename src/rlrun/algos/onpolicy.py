@@ -21,25 +21,28 @@ def collect_rollout(env: VecEnv, buffer: RolloutBuffer, acting_net: NumpyActorCr
     """Run the policy for the buffer's T steps in each env; returns the observation after the last step.
 
     Acting is numpy on the CPU (NumpyActorCritic): a torch forward on a batch of a few rows costs more
-    in dispatch than in arithmetic. `buffer.finish*` is left to the caller (GAE or n-step returns).
+    in dispatch than in arithmetic. The sampling noise of all T steps is drawn in one call, and the
+    log-probabilities are computed once for the whole rollout. `buffer.finish*` is left to the caller
+    (GAE or n-step returns).
     """
     dist = acting_net.net.dist
+    noise = dist.noise(buffer.log_probs.shape, generator)
+    buffer.next_values[:] = 0.0  # V(final observation) is filled in below where an episode is truncated
     for t in range(buffer.obs.shape[0]):
-        params = acting_net.dist_params(next_obs)
-        action, log_prob = dist.act(params, generator)
+        params, value = acting_net.dist_params_and_value(next_obs)
+        action = dist.sample_from_noise(params, noise[t])
         buffer.obs[t] = next_obs
         buffer.actions[t] = action
-        buffer.log_probs[t] = log_prob
         buffer.dist_params[t] = params
-        buffer.values[t] = acting_net.value(next_obs)
+        buffer.values[t] = value
         next_obs, reward, terminated, truncated, final_obs = env.step(action)
         buffer.rewards[t] = reward
         buffer.terminated[t] = terminated
         buffer.ended[t] = terminated | truncated
-        buffer.next_values[t] = 0.0
-        if truncated.any():
+        if final_obs is not None and truncated.any():
             # Time ran out, the episode did not end: bootstrap from V(final observation).
             buffer.next_values[t, truncated] = acting_net.value(final_obs[truncated])
+    buffer.log_probs[:] = dist.log_prob_from_noise(buffer.dist_params, buffer.actions, noise)
     return next_obs
 
 

@@ -21,7 +21,9 @@ from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, fro
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
 from rlrun.nets import ActorCritic, MLPConfig, NumpyActorCritic
-from rlrun.nets.flat import clip_grad_norm_, flatten_parameters
+from rlrun.nets.flat import clip_grad_norm_
+from rlrun.nets.merged import MergedActorCritic
+from rlrun.optim import Adam
 
 
 @dataclass
@@ -56,9 +58,9 @@ class PPOConfig:
 
 def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
     """-L^CLIP (eq. 7): the pessimistic minimum of the unclipped and clipped surrogates, negated."""
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
-    return torch.max(unclipped, clipped).mean()
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef) * advantages
+    return -torch.min(unclipped, clipped).mean()
 
 
 def kl_penalty_loss(ratio: torch.Tensor, advantages: torch.Tensor, kl: torch.Tensor, beta: float) -> torch.Tensor:
@@ -101,9 +103,11 @@ class PPO:
         self.total_steps = total_steps
         torch.manual_seed(seed)
         self.net = ActorCritic(env.observation_space, env.action_space, network).to(device)
-        self.flat_params = flatten_parameters(self.net)
-        self.optimizer = torch.optim.Adam([self.flat_params], lr=cfg.learning_rate, eps=cfg.adam_eps,
-                                          fused=True)
+        # pi and V of a minibatch in one pass, one batched matmul per layer for both networks, their
+        # parameters one flat buffer (rlrun.nets.merged): small networks are bound by per-op overhead.
+        self.merged = MergedActorCritic(self.net)
+        self.flat_params = self.merged.flat
+        self.optimizer = Adam(self.flat_params, lr=cfg.learning_rate, eps=cfg.adam_eps)  # torch's fused Adam
         # Acting runs one small batch per env step: in numpy, on the CPU, with a copy of the learner's
         # parameters refreshed after each update (a CUDA learner sends them once per update, not a
         # tensor per step; torch dispatch on a batch of one would cost more than the arithmetic).
@@ -166,10 +170,10 @@ class PPO:
         stop_early = False
         for _ in range(cfg.update_epochs):
             order = torch.randperm(batch_size, generator=self.generator).to(self.device)
-            shuffled = {name: tensor[order] for name, tensor in batch.items()}
+            minibatches = {name: tensor[order].split(minibatch_size) for name, tensor in batch.items()}
             epoch_kl_sum = torch.zeros((), device=self.device)
-            for start in range(0, batch_size, minibatch_size):
-                mb = {name: tensor[start : start + minibatch_size] for name, tensor in shuffled.items()}
+            for i in range(cfg.num_minibatches):
+                mb = {name: chunks[i] for name, chunks in minibatches.items()}
                 loss, stats = self.loss(mb)
                 self.flat_params.grad.zero_()
                 loss.backward()
@@ -211,7 +215,7 @@ class PPO:
     def loss(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The minibatch loss and, detached, [policy loss, value loss, entropy, approx KL, clip fraction]."""
         cfg = self.cfg
-        params = self.net.dist_params(mb["obs"])
+        params, values = self.merged(mb["obs"])
         log_ratio = self.dist.log_prob(params, mb["actions"]) - mb["log_probs"]
         ratio = log_ratio.exp()
         advantages = mb["advantages"]
@@ -221,14 +225,15 @@ class PPO:
             policy_loss = clipped_surrogate_loss(ratio, advantages, cfg.clip_coef)
         else:
             policy_loss = kl_penalty_loss(ratio, advantages, self.dist.kl(mb["dist_params"], params), self.kl_beta)
-        v_loss = value_loss(self.net.value(mb["obs"]), mb["values"], mb["returns"],
+        v_loss = value_loss(values, mb["values"], mb["returns"],
                             cfg.clip_coef if cfg.clip_vloss else None)
         entropy = self.dist.entropy(params).mean()
         loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
         with torch.no_grad():
             # Schulman's low-variance unbiased estimator of KL[pi_old, pi]: E[(r - 1) - log r].
-            approx_kl = ((ratio - 1) - log_ratio).mean()
-            clip_fraction = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
+            ratio_minus_one = ratio - 1
+            approx_kl = (ratio_minus_one - log_ratio).mean()
+            clip_fraction = (ratio_minus_one.abs() > cfg.clip_coef).float().mean()
             stats = torch.stack([policy_loss, v_loss, entropy, approx_kl, clip_fraction]).detach()
         return loss, stats
 
@@ -237,15 +242,26 @@ class PPO:
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "generator": self.generator.get_state(), "global_step": self.global_step,
-                "kl_beta": self.kl_beta}
+                "kl_beta": self.kl_beta, "flat_layout": "merged"}
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        optimizer = state["optimizer"]
+        if state.get("flat_layout") != "merged":
+            # Saved before the merged network: Adam's moments in net.parameters() order.
+            optimizer = reorder_optimizer_state(optimizer, self.merged.from_module_order)
+        self.optimizer.load_state_dict(optimizer)
         self.generator.set_state(state["generator"])
         self.global_step = state["global_step"]
         self.kl_beta = state["kl_beta"]
         self.acting_net.refresh()
+
+
+def reorder_optimizer_state(state_dict: dict, index: torch.Tensor) -> dict:
+    """An optimiser state_dict of one flat parameter with its per-entry statistics taken at `index`."""
+    state = {key: value[index] if torch.is_tensor(value) and value.dim() == 1 else value
+             for key, value in state_dict["state"].get(0, {}).items()}
+    return {**state_dict, "state": {0: state} if state else {}}
 
 
 def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:

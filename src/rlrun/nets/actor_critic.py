@@ -10,7 +10,7 @@ from torch import nn
 from rlrun.config import ConfigError
 from rlrun.nets.distributions import DiagGaussian, distribution_for
 from rlrun.nets.mlp import MLPConfig, mlp
-from rlrun.nets.numpy_mlp import NumpyMLP
+from rlrun.nets.numpy_mlp import numpy_layers
 
 
 class ActorCritic(nn.Module):
@@ -41,27 +41,43 @@ class ActorCritic(nn.Module):
 
 
 class NumpyActorCritic:
-    """A frozen numpy copy of an ActorCritic for acting (see numpy_mlp); `refresh()` after updates."""
+    """A frozen numpy copy of an ActorCritic for acting (see numpy_mlp); `refresh()` after updates.
+
+    Actor and critic run as one network, as in rlrun.nets.merged: each layer's two weight matrices
+    stacked along a leading axis of 2, so a step costs one matmul per layer for both. The output
+    layers write into [policy output, log std, value] columns (zeros elsewhere) and are summed: the
+    distribution parameters come out whole, the state-independent log std as a bias, and the zero
+    entries add exact zeros.
+    """
 
     def __init__(self, net: ActorCritic):
         self.net = net
-        self.actor = NumpyMLP(net.actor)
-        self.critic = NumpyMLP(net.critic)
+        self.num_params = net.dist.num_params
         self.refresh()
 
     def refresh(self) -> None:
-        self.actor.refresh()
-        self.critic.refresh()
-        self.log_std = None if self.net.log_std is None else self.net.log_std.detach().cpu().numpy().copy()
+        actor, self.activation = numpy_layers(self.net.actor)
+        critic, _ = numpy_layers(self.net.critic)
+        # (weights (2, in, out), biases (2, 1, out)) per hidden layer.
+        self.hidden = [(np.stack([wa, wc]), np.stack([ba, bc])[:, None])
+                       for (wa, ba), (wc, bc) in zip(actor[:-1], critic[:-1])]
+        (actor_weight, actor_bias), (critic_weight, critic_bias) = actor[-1], critic[-1]
+        self.head = np.zeros((2, actor_weight.shape[0], self.num_params + 1), np.float32)
+        self.head[0, :, : actor_bias.shape[0]] = actor_weight
+        self.head[1, :, -1:] = critic_weight
+        log_std = [] if self.net.log_std is None else [self.net.log_std.detach().cpu().numpy()]
+        self.head_bias = np.concatenate([actor_bias, *log_std, critic_bias])
+
+    def dist_params_and_value(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = obs  # (B, obs_dim) @ (2, obs_dim, width): both stacks read the same states
+        for weight, bias in self.hidden:
+            x = self.activation(x @ weight + bias)
+        y = x @ self.head
+        out = y[0] + y[1] + self.head_bias
+        return out[..., : self.num_params], out[..., self.num_params]
 
     def dist_params(self, obs: np.ndarray) -> np.ndarray:
-        out = self.actor(obs)
-        if self.log_std is None:
-            return out
-        params = np.empty(out.shape[:-1] + (2 * out.shape[-1],), out.dtype)
-        params[..., : out.shape[-1]] = out
-        params[..., out.shape[-1] :] = self.log_std
-        return params
+        return self.dist_params_and_value(obs)[0]
 
     def value(self, obs: np.ndarray) -> np.ndarray:
-        return self.critic(obs)[..., 0]
+        return self.dist_params_and_value(obs)[1]

@@ -32,13 +32,28 @@ class DiagGaussian:
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         return mean + log_std.exp() * noise
 
-    def act(self, params: np.ndarray, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """A sample and its log-probability, in numpy, for acting (noise from the torch generator, so
-        one RNG state covers the run). For a fresh sample, (a - mean) / std is the noise itself."""
-        mean, log_std = params[..., : self.action_dim], params[..., self.action_dim :]
-        noise = torch.randn(mean.shape, generator=generator).numpy()
+    # Acting, in numpy: a sample is a deterministic function of noise drawn from the torch generator
+    # (one RNG state covers the run), so a rollout draws all its noise in one call.
+
+    def noise(self, batch_shape: tuple[int, ...], generator: torch.Generator) -> np.ndarray:
+        """Standard normal noise for `batch_shape` samples."""
+        return torch.randn(batch_shape + (self.action_dim,), generator=generator).numpy()
+
+    def sample_from_noise(self, params: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """a = mean + std * noise."""
+        return params[..., : self.action_dim] + np.exp(params[..., self.action_dim :]) * noise
+
+    def log_prob_from_noise(self, params: np.ndarray, actions: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """log pi(a) of samples drawn from `noise`: for a fresh sample, (a - mean) / std is the noise itself."""
+        log_std = params[..., self.action_dim :]
         log_prob = (-0.5 * np.square(noise) - log_std).sum(-1) - 0.5 * LOG_2PI * self.action_dim
-        return mean + np.exp(log_std) * noise, log_prob.astype(np.float32)
+        return log_prob.astype(np.float32)
+
+    def act(self, params: np.ndarray, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A sample and its log-probability, in numpy."""
+        noise = self.noise(params.shape[:-1], generator)
+        actions = self.sample_from_noise(params, noise)
+        return actions, self.log_prob_from_noise(params, actions, noise)
 
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         return self.split(params)[0]
@@ -72,15 +87,28 @@ class Categorical:
         probs = torch.softmax(params, -1).reshape(-1, self.n)
         return torch.multinomial(probs, 1, generator=generator).reshape(params.shape[:-1])
 
-    def act(self, params: np.ndarray, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """A sample and its log-probability, in numpy, for acting: inverse-CDF sampling with a uniform
-        draw from the torch generator."""
+    # Acting, in numpy: inverse-CDF sampling from uniform noise drawn from the torch generator.
+
+    def noise(self, batch_shape: tuple[int, ...], generator: torch.Generator) -> np.ndarray:
+        """Uniform noise on [0, 1) for `batch_shape` samples."""
+        return torch.rand(batch_shape, generator=generator, dtype=torch.float64).numpy()
+
+    def sample_from_noise(self, params: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """The first action whose cumulative probability exceeds the noise."""
+        cdf = np.cumsum(np.exp(params - params.max(-1, keepdims=True)), -1)
+        return np.minimum((cdf < noise[..., None] * cdf[..., -1:]).sum(-1), self.n - 1)
+
+    def log_prob_from_noise(self, params: np.ndarray, actions: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """log softmax(params)[a]."""
         log_probs = params - params.max(-1, keepdims=True)
         log_probs = log_probs - np.log(np.exp(log_probs).sum(-1, keepdims=True))
-        uniform = torch.rand(params.shape[:-1], generator=generator, dtype=torch.float64).numpy()
-        cdf = np.cumsum(np.exp(log_probs), -1)
-        actions = np.minimum((cdf < uniform[..., None] * cdf[..., -1:]).sum(-1), self.n - 1)
-        return actions, np.take_along_axis(log_probs, actions[..., None], -1)[..., 0].astype(np.float32)
+        return np.take_along_axis(log_probs, actions[..., None], -1)[..., 0].astype(np.float32)
+
+    def act(self, params: np.ndarray, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A sample and its log-probability, in numpy."""
+        noise = self.noise(params.shape[:-1], generator)
+        actions = self.sample_from_noise(params, noise)
+        return actions, self.log_prob_from_noise(params, actions, noise)
 
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         return params.argmax(-1)

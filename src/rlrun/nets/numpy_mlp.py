@@ -1,4 +1,4 @@
-"""A frozen numpy copy of an MLP, for acting one environment step at a time.
+"""Frozen numpy copies of MLP parameters, for acting one environment step at a time.
 
 A torch forward on a batch of one costs tens of microseconds of dispatch for microseconds of
 arithmetic; the same layers in numpy cost a few microseconds each. An on-policy rollout acts with
@@ -16,30 +16,15 @@ ACTIVATIONS = {
     nn.ELU: lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
 }
 
+Layer = tuple[np.ndarray, np.ndarray]  # (W^T as (in, out), b): y = x W^T + b
 
-class NumpyMLP:
-    """The function of an nn.Sequential of Linear layers and activations, on numpy float32 arrays."""
 
-    def __init__(self, module: nn.Sequential):
-        self.module = module
-        self.layers: list = []
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Copy the module's current parameters."""
-        self.layers = []
-        for layer in self.module:
-            if isinstance(layer, nn.Linear):
-                weight = layer.weight.detach().cpu().numpy().T.copy()
-                bias = layer.bias.detach().cpu().numpy().copy()
-                self.layers.append((weight, bias))
-            else:
-                self.layers.append(ACTIVATIONS[type(layer)])
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        for layer in self.layers:
-            if isinstance(layer, tuple):
-                x = x @ layer[0] + layer[1]
-            else:
-                x = layer(x)
-        return x
+def numpy_layers(module: nn.Sequential) -> tuple[list[Layer], object]:
+    """The current parameters of an nn.Sequential of Linear layers and one kind of activation, as
+    numpy copies, and that activation."""
+    layers = [(m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy())
+              for m in module if isinstance(m, nn.Linear)]
+    activations = {type(m) for m in module if not isinstance(m, nn.Linear)}
+    if len(activations) > 1:
+        raise ValueError(f"numpy_layers takes one kind of activation (got {activations})")
+    return layers, ACTIVATIONS[activations.pop()] if activations else None
