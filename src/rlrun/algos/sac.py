@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlrun.algos.ddpg import (check_env, frozen, load_optimizer_state_in_order, noise_generator, online_tensors,
-                              optimizer_state_in_order, soft_update, target_network)
+from rlrun.algos.ddpg import (check_env, compiled, frozen, load_optimizer_state_in_order, noise_generator,
+                              online_tensors, optimizer_state_in_order, soft_update, target_network)
 from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, rule
 from rlrun.envs import VecEnv
@@ -53,6 +53,7 @@ class SACConfig:
     alpha_lr: float = rule(POSITIVE)
     target_entropy: float | None
     target_update_interval: int = rule(POSITIVE)
+    compile: bool = False
 
 
 def soft_q_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q1: torch.Tensor, next_q2: torch.Tensor,
@@ -93,10 +94,11 @@ class SAC(OffPolicy):
         # Section 5: the target entropy is -dim(A) by default, in nats of the action in [-1, 1].
         self.target_entropy = -float(space.shape[0]) if cfg.target_entropy is None else cfg.target_entropy
         self.log_alpha = torch.tensor(math.log(cfg.alpha), device=device, requires_grad=cfg.autotune)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr) if cfg.autotune else None
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, fused=True) if cfg.autotune else None
         self.update_generator = noise_generator(self.generator, device, seed)
         self.numpy_actor = numpy_actor(self.actor.net, device)  # after flattening: it views the parameters
         self.critic_order = self.critic.checkpoint_order()
+        self.update_fns = compiled(self, ("critic_loss", "actor_loss"), cfg.compile, device)
 
     @classmethod
     def parse_config(cls, cfg) -> SACConfig:
@@ -134,34 +136,52 @@ class SAC(OffPolicy):
 
     # --- learning -----------------------------------------------------------------------------------
 
+    def critic_loss(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor,
+                    next_obs: torch.Tensor, next_noise: torch.Tensor, alpha: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """eq. 5 for each critic, summed (one backward gives each critic its own loss's gradient),
+        with the soft target of a' ~ pi(.|s') drawn from `next_noise`; returns it and [Q1; Q2](s, a)."""
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor.sample_with(next_obs, next_noise)
+            y = soft_q_target(rewards, terminated, *self.critic_target(next_obs, next_action), next_log_prob, alpha,
+                              self.cfg.gamma)
+        q = self.critic(obs, actions)  # both critics in one batched forward
+        return 0.5 * (q - y).square().mean(-1).sum(), q
+
+    def actor_loss(self, obs: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """eq. 9 with the reparameterised action a~ = f_phi(eps; s) (eq. 8): the gradient reaches phi
+        through a~ and log pi. Returns it and log pi(a~|s)."""
+        action, log_prob = self.actor.sample_with(obs, noise)
+        return (alpha * log_prob - self.critic.min_q(obs, action)).mean(), log_prob
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        obs, actions, next_obs = batch["obs"], batch["actions"], batch["next_obs"]
+        obs = batch["obs"]
+        self.update_fns.step_begin()
         alpha = self.log_alpha.detach().exp()
+        # The noise of a' ~ pi(.|s'), then of a~ (eq. 8), from the update's generator, outside the
+        # loss functions so that a compiled update draws the same numbers as an eager one.
+        next_noise, noise = (torch.randn(obs.shape[0], self.actor.action_dim, generator=self.update_generator,
+                                         device=obs.device) for _ in range(2))
         # With network.batch_norm, each layer records one batch per step, of the minibatch's states s:
-        # the actor's in its own loss below, the critics' in theirs; other forwards only normalise.
-        with torch.no_grad(), batch_statistics_only(self.actor):
-            next_action, next_log_prob = self.actor.sample(next_obs, self.update_generator)
-            y = soft_q_target(batch["rewards"], batch["terminated"], *self.critic_target(next_obs, next_action),
-                              next_log_prob, alpha, cfg.gamma)
-        q = self.critic(obs, actions)  # [Q1; Q2], both critics in one batched forward
-        # eq. 5 for each critic, summed: one backward gives each critic its own loss's gradient.
-        critic_loss = 0.5 * (q - y).square().mean(-1).sum()
+        # the actor's in its own loss, the critics' in theirs; other forwards only normalise.
+        with batch_statistics_only(self.actor):
+            critic_loss, q = self.update_fns.critic_loss(obs, batch["actions"], batch["rewards"], batch["terminated"],
+                                                         batch["next_obs"], next_noise, alpha)
         self.critic_flat.grad.zero_()
         critic_loss.backward()
         self.critic_optimizer.step()
+        metrics = {"train/critic_loss": critic_loss.detach(), "train/q": q[0].detach().mean(), "train/alpha": alpha}
 
-        # eq. 9 with the reparameterised action (eq. 8): the gradient reaches phi through a~ and
-        # log pi; the critics' weights are constants here.
-        action, log_prob = self.actor.sample(obs, self.update_generator)
+        # The critics' weights are constants in the actor's loss.
         with frozen(self.critic_params), batch_statistics_only(self.critic):
-            actor_loss = (alpha * log_prob - torch.minimum(*self.critic(obs, action))).mean()
+            actor_loss, log_prob = self.update_fns.actor_loss(obs, noise, alpha)
             self.actor_flat.grad.zero_()
             actor_loss.backward()
         self.actor_optimizer.step()
 
-        metrics = {"train/critic_loss": critic_loss.detach(), "train/actor_loss": actor_loss.detach(),
-                   "train/q": q[0].detach().mean(), "train/alpha": alpha, "train/entropy": -log_prob.detach().mean()}
+        metrics.update({"train/actor_loss": actor_loss.detach(), "train/entropy": -log_prob.detach().mean()})
         if self.alpha_optimizer is not None:
             # eq. 18, on the log-probabilities of the actions just drawn (before the actor's step).
             alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlrun.algos.ddpg import (GaussianNoise, check_env, deterministic_act, frozen, load_optimizer_state_in_order,
-                              noise_generator, online_tensors, optimizer_state_in_order, soft_update, target_network)
+from rlrun.algos.ddpg import (GaussianNoise, check_env, compiled, deterministic_act, frozen,
+                              load_optimizer_state_in_order, noise_generator, online_tensors, optimizer_state_in_order,
+                              soft_update, target_network)
 from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, rule
 from rlrun.envs import VecEnv
@@ -46,6 +47,7 @@ class TD3Config:
     policy_noise: float = rule(NON_NEGATIVE)
     noise_clip: float = rule(NON_NEGATIVE)
     policy_delay: int = rule(POSITIVE)
+    compile: bool = False
 
 
 def smoothed_target_action(target_action: torch.Tensor, noise: torch.Tensor, policy_noise: float, noise_clip: float,
@@ -92,6 +94,7 @@ class TD3(OffPolicy):
         self.update_generator = noise_generator(self.generator, device, seed)
         self.numpy_actor = numpy_actor(self.actor.net, device)  # after flattening: it views the parameters
         self.critic_order = self.critic.checkpoint_order()
+        self.update_fns = compiled(self, ("critic_loss", "actor_loss"), cfg.compile, device)
 
     @classmethod
     def parse_config(cls, cfg) -> TD3Config:
@@ -110,29 +113,41 @@ class TD3(OffPolicy):
 
     # --- learning -----------------------------------------------------------------------------------
 
+    def critic_loss(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor,
+                    next_obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both critics' mean squared errors to the clipped double-Q target (eq. 10) of the smoothed
+        target action (eq. 14, from standard normal `noise`), summed: one backward, and each critic's
+        gradient is its own loss's. Returns it and [Q1; Q2](s, a)."""
+        cfg = self.cfg
+        with torch.no_grad():
+            next_action = smoothed_target_action(self.actor_target(next_obs), noise, cfg.policy_noise, cfg.noise_clip,
+                                                 self.low, self.high, self.half_range_t)
+            y = clipped_double_q_target(rewards, terminated, *self.critic_target(next_obs, next_action), cfg.gamma)
+        q = self.critic(obs, actions)  # both critics in one batched forward
+        return (q - y).square().mean(-1).sum(), q
+
+    def actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic policy gradient through Q_1 alone (DDPG eq. 6)."""
+        return -self.critic.q1(obs, self.actor(obs)).mean()
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        obs, actions, next_obs = batch["obs"], batch["actions"], batch["next_obs"]
-        with torch.no_grad():
-            target_action = self.actor_target(next_obs)
-            noise = torch.randn(target_action.shape, generator=self.update_generator, device=target_action.device)
-            next_action = smoothed_target_action(target_action, noise, cfg.policy_noise, cfg.noise_clip, self.low,
-                                                 self.high, self.half_range_t)
-            y = clipped_double_q_target(batch["rewards"], batch["terminated"],
-                                        *self.critic_target(next_obs, next_action), cfg.gamma)
-        q = self.critic(obs, actions)  # [Q1; Q2], both critics in one batched forward
-        # The two critics' losses summed: one backward, and each critic's gradient is its own loss's.
-        critic_loss = (q - y).square().mean(-1).sum()
+        obs = batch["obs"]
+        self.update_fns.step_begin()
+        # Drawn outside the loss, so that a compiled update draws the same numbers as an eager one.
+        noise = torch.randn(obs.shape[0], self.low.shape[0], generator=self.update_generator, device=obs.device)
+        critic_loss, q = self.update_fns.critic_loss(obs, batch["actions"], batch["rewards"], batch["terminated"],
+                                                     batch["next_obs"], noise)
         self.critic_flat.grad.zero_()
         critic_loss.backward()
         self.critic_optimizer.step()
         metrics = {"train/critic_loss": critic_loss.detach(), "train/q": q[0].detach().mean()}
 
         if self.gradient_updates % cfg.policy_delay == 0:
-            # Delayed policy update: the deterministic policy gradient through Q_1 alone (whose batch
-            # norm, if any, recorded this minibatch in the critics' loss: here it only normalises).
+            # Delayed policy update (Q_1's batch norm, if any, recorded this minibatch in the critics'
+            # loss: here it only normalises).
             with frozen(self.critic_params), batch_statistics_only(self.critic):
-                actor_loss = -self.critic.q1(obs, self.actor(obs)).mean()
+                actor_loss = self.update_fns.actor_loss(obs)
                 self.actor_flat.grad.zero_()
                 actor_loss.backward()
             self.actor_optimizer.step()
