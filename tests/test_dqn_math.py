@@ -89,6 +89,31 @@ def test_train_step_regresses_q_of_the_taken_action_on_the_double_target():
     assert all(value.dim() == 0 for value in metrics.values())
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "elu"])
+@pytest.mark.parametrize("dueling", [False, True])
+def test_backward_written_out_gives_autograds_gradient_and_update(dueling, activation):
+    # Errors within and beyond the Huber loss's unit interval, and actions repeated in the batch.
+    def build():
+        algo = make_dqn(dueling=dueling, double=True, learning_rate=1e-2, max_grad_norm=0.5)
+        network = network_config(load_conf("network", "mlp", hidden_sizes=[16, 8], activation=activation))
+        return DQN(algo.cfg, algo.env, network, CPU, 0, 10_000)
+
+    by_hand, by_autograd = build(), build()
+    assert by_hand.manual_backward
+    by_autograd.manual_backward = False
+    generator = torch.Generator().manual_seed(0)
+    batch = {"obs": torch.randn(32, 4, generator=generator), "actions": torch.randint(2, (32,), generator=generator),
+             "rewards": 3 * torch.randn(32, generator=generator), "next_obs": torch.randn(32, 4, generator=generator),
+             "terminated": (torch.rand(32, generator=generator) < 0.3).float()}
+    for _ in range(3):
+        hand, auto = by_hand.train_step(batch), by_autograd.train_step(batch)
+        torch.testing.assert_close(by_hand.flat_params.grad, by_autograd.flat_params.grad, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(by_hand.flat_params, by_autograd.flat_params, rtol=1e-5, atol=1e-7)
+        for key in auto:
+            torch.testing.assert_close(hand[key], auto[key])
+    assert not torch.equal(by_hand.flat_params, build().flat_params)  # it learned
+
+
 def test_reward_clipping_learns_from_the_sign_of_the_reward():
     algo = make_dqn(clip_reward=True, learning_rate=1e-3)
     batch = {"obs": torch.zeros(2, 4), "actions": torch.zeros(2, dtype=torch.int64),

@@ -130,6 +130,8 @@ class DQN(OffPolicy):
         # Acting on an MLP: numpy on views of the parameters (measured ~4x cheaper than a torch forward
         # on one observation; see NumpyQ). A CNN forward is real work, done in torch.
         self.numpy_q = NumpyQ(self.net) if isinstance(network, MLPConfig) else None
+        # Learning on an MLP: the backward pass written out (QNetwork.backward), autograd's result faster.
+        self.manual_backward = self.net.has_manual_backward
         self.acting_version = self.gradient_updates
         # Evaluation epsilon draws come from their own generator, so that evaluating (which the
         # runner does at times the algorithm does not know) never shifts the training random stream.
@@ -204,11 +206,14 @@ class DQN(OffPolicy):
             next_obs = batch["next_obs"]
             next_q_online = self.net(next_obs) if cfg.double else None
             y = td_target(rewards, batch["terminated"], self.target_net(next_obs), cfg.gamma, next_q_online)
-        q_all = self.net(batch["obs"])
-        q_taken = q_all.gather(1, batch["actions"].unsqueeze(1)).squeeze(1)
-        loss = q_loss(q_taken, y)
-        self.flat_params.grad.zero_()
-        loss.backward()
+        if self.manual_backward:
+            loss, q_all, q_taken = self.backward_by_hand(batch["obs"], batch["actions"], y)
+        else:
+            q_all = self.net(batch["obs"])
+            q_taken = q_all.gather(1, batch["actions"].unsqueeze(1)).squeeze(1)
+            loss = q_loss(q_taken, y)
+            self.flat_params.grad.zero_()
+            loss.backward()
         if cfg.max_grad_norm is not None:
             clip_grad_norm_(self.flat_params, cfg.max_grad_norm)
         self.optimizer.step()
@@ -217,6 +222,20 @@ class DQN(OffPolicy):
         return {"train/loss": loss.detach(), "train/q_values": q_taken.detach().mean(),
                 "train/max_q": q_all.detach().max(1).values.mean(),
                 "train/epsilon": torch.tensor(self.epsilon())}
+
+    def backward_by_hand(self, obs: torch.Tensor, actions: torch.Tensor,
+                         y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q_loss(Q(s, a), y).backward() without autograd's graph (see rlrun.nets.q): the Huber loss's
+        gradient is the TD error clipped to [-1, 1] (Mnih et al.'s error clipping), divided by the batch
+        size (the mean), at the taken action; 0 at the others. Returns (loss, Q(s, .), Q(s, a))."""
+        with torch.no_grad():
+            q_all, saved = self.net.forward_saving(obs)
+            index = actions.unsqueeze(1)
+            q_taken = q_all.gather(1, index).squeeze(1)
+            loss = q_loss(q_taken, y)
+            grad_q_taken = (q_taken - y).clamp_(-1.0, 1.0).div_(len(y))
+            self.net.backward(saved, torch.zeros_like(q_all).scatter_(1, index, grad_q_taken.unsqueeze(1)))
+        return loss, q_all, q_taken
 
     # --- checkpointing --------------------------------------------------------------------------------
 

@@ -6,6 +6,10 @@ combined by eq. 9, Q(s, a) = V(s) + (A(s, a) - mean_a' A(s, a')). Subtracting th
 eq. 8's max) makes V and A identifiable up to a constant and, as the paper reports, stabilises
 learning. Here each stream is one linear layer on the shared torso's features; the paper's Atari
 network gives each stream its own 512-unit hidden layer.
+
+An MLP Q network also has its backward pass written out (`forward_saving`, `backward`): DQN's loss
+touches one output per row, and on a 256x256 network autograd's graph bookkeeping was ~20% of an
+update on a 2-core CPU. The gradients are autograd's (tests/test_dqn_math.py compares them).
 """
 
 from __future__ import annotations
@@ -13,11 +17,22 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rlrun.nets.cnn import CNNConfig, NatureCNN
 from rlrun.nets.mlp import ACTIVATIONS, MLPConfig, linear
 from rlrun.nets.numpy_mlp import ACTIVATIONS as NUMPY_ACTIVATIONS
+
+
+# Each activation in place on a fresh tensor, and d activation(z) / dz as a function of its output (what
+# forward_saving keeps).
+IN_PLACE = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_, nn.ELU: lambda z: F.elu_(z)}
+DERIVATIVES = {
+    nn.ReLU: lambda out: out > 0,
+    nn.Tanh: lambda out: 1 - out * out,
+    nn.ELU: lambda out: torch.where(out > 0, 1.0, out + 1),  # elu(z) = e^z - 1 for z <= 0
+}
 
 
 def dueling_combine(value: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
@@ -49,6 +64,12 @@ class QNetwork(nn.Module):
         else:
             self.torso = mlp_torso(int(np.prod(observation_space.shape)), cfg)
             features = cfg.hidden_sizes[-1]
+        # An MLP torso's layers, for the functional forward and the backward written out (plain lists: the
+        # modules are registered once, in the torso).
+        self.linears = [layer for layer in self.torso if isinstance(layer, nn.Linear)]
+        self.activations = [type(layer) for layer in self.torso if type(layer) in DERIVATIVES]
+        self.has_manual_backward = isinstance(cfg, MLPConfig) and all(
+            isinstance(layer, (nn.Flatten, nn.Linear)) or type(layer) in DERIVATIVES for layer in self.torso)
         self.dueling = dueling
         if dueling:
             self.value_head = linear(features, 1, 1.0, cfg.ortho_init)
@@ -58,10 +79,52 @@ class QNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q(s, .) for a batch of observations: shape (batch, |A|)."""
+        if self.has_manual_backward:
+            return self.forward_saving(obs)[0]
         features = self.torso(obs)
         if self.dueling:
             return dueling_combine(self.value_head(features), self.advantage_head(features))
         return self.q_head(features)
+
+    # --- the backward pass written out, for MLP torsos --------------------------------------------------
+
+    def forward_saving(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Q(s, .) and the input of each torso layer, which `backward` needs (call under torch.no_grad).
+        The same function as forward, through torch's functions rather than module calls (cheaper)."""
+        inputs = []
+        x = obs.reshape(len(obs), -1)
+        for linear, activation in zip(self.linears, self.activations, strict=True):
+            inputs.append(x)
+            x = IN_PLACE[activation](F.linear(x, linear.weight, linear.bias))
+        inputs.append(x)  # the features the heads read
+        if self.dueling:
+            value = F.linear(x, self.value_head.weight, self.value_head.bias)
+            return dueling_combine(value, F.linear(x, self.advantage_head.weight, self.advantage_head.bias)), inputs
+        return F.linear(x, self.q_head.weight, self.q_head.bias), inputs
+
+    def backward(self, inputs: list[torch.Tensor], grad_q: torch.Tensor) -> None:
+        """Set every parameter's .grad to d loss / d parameter, given grad_q = d loss / d Q(s, .) and what
+        forward_saving kept: the chain rule, layer by layer, from the heads down to the first layer."""
+        features = inputs[-1]
+        if self.dueling:
+            # Q = V + A - mean_a A (eq. 9): dV = sum_a dQ, dA = dQ - mean_a dQ.
+            grad_v = grad_q.sum(1, keepdim=True)
+            grad_a = grad_q - grad_q.mean(1, keepdim=True)
+            grad = affine_backward(self.value_head, features, grad_v)
+            grad += affine_backward(self.advantage_head, features, grad_a)
+        else:
+            grad = affine_backward(self.q_head, features, grad_q)
+        for i in range(len(self.linears) - 1, -1, -1):
+            grad = grad * DERIVATIVES[self.activations[i]](inputs[i + 1])  # through the activation after linear i
+            grad = affine_backward(self.linears[i], inputs[i], grad, need_input_grad=i > 0)
+
+
+def affine_backward(layer: nn.Linear, x: torch.Tensor, grad_out: torch.Tensor,
+                    need_input_grad: bool = True) -> torch.Tensor | None:
+    """y = x W^T + b: write dW = grad_out^T x and db = sum_batch grad_out; return dx = grad_out W."""
+    torch.mm(grad_out.t(), x, out=layer.weight.grad)
+    torch.sum(grad_out, 0, out=layer.bias.grad)
+    return torch.mm(grad_out, layer.weight) if need_input_grad else None
 
 
 class NumpyQ:
