@@ -12,6 +12,9 @@ env and agent construction and the random phase are excluded. Pick --steps a mul
 LEARNING_STARTS, e.g.
 
     .venv/bin/python scripts/bench_speed.py --algos sac,td3 --steps 4000 --rounds 2
+
+Where a learning step's time goes (acting, env, replay, update; torch.profiler's operators with --ops),
+and the update with algo.compile=true: scripts/profile_offpolicy.py.
 """
 
 from __future__ import annotations
