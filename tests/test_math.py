@@ -138,6 +138,22 @@ def test_diag_gaussian_matches_torch_distributions():
     torch.testing.assert_close(dist.kl(old, new), kl_divergence(reference_old, reference_new).sum(-1))
 
 
+
+def test_diag_gaussian_log_prob_gradient_is_that_of_torch_distributions():
+    # DiagGaussian.log_prob's backward is written out: d/dmean = z / std, d/dlog_std = z^2 - 1.
+    torch.manual_seed(0)
+    params = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    actions = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(5, dtype=torch.float64)
+    (DiagGaussian(3).log_prob(params, actions) * weights).sum().backward()
+    reference_params = params.detach().clone().requires_grad_()
+    reference_actions = actions.detach().clone().requires_grad_()
+    reference = Normal(reference_params[:, :3], reference_params[:, 3:].exp())
+    (reference.log_prob(reference_actions).sum(-1) * weights).sum().backward()
+    torch.testing.assert_close(params.grad, reference_params.grad)
+    torch.testing.assert_close(actions.grad, reference_actions.grad)
+    assert torch.autograd.gradcheck(lambda p, a: DiagGaussian(3).log_prob(p, a), (params, actions))
+
 def test_categorical_matches_torch_distributions():
     torch.manual_seed(0)
     dist = Categorical(4)

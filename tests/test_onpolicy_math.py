@@ -143,6 +143,35 @@ def test_a2c_value_loss_is_vf_coef_times_the_mean_squared_error_as_in_sb3():
     torch.testing.assert_close(loss.detach(), expected)
 
 
+
+@pytest.mark.parametrize("env_name, optimizer",
+                         [("CartPole", "rmsprop"), ("Pendulum", "rmsprop"), ("Pendulum", "adam")])
+def test_a2c_update_equals_a_plain_modules_and_torch_optim_update(env_name, optimizer):
+    import copy
+
+    algo = make_algo(A2C, "a2c", env_name, num_envs=2, num_steps=8, optimizer=optimizer, ent_coef=0.01)
+    reference = copy.deepcopy(algo.net)  # plain modules, each parameter its own storage
+    cfg = algo.cfg
+    if optimizer == "rmsprop":
+        reference_opt = torch.optim.RMSprop(reference.parameters(), lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha,
+                                            eps=cfg.optimizer_eps, foreach=False)
+    else:
+        reference_opt = torch.optim.Adam(reference.parameters(), lr=cfg.learning_rate, eps=cfg.optimizer_eps,
+                                         foreach=False)
+    algo.next_obs = algo.env.reset()
+    for _ in range(3):
+        algo.next_obs = collect_rollout(algo.env, algo.buffer, algo.acting_net, algo.generator, algo.next_obs)
+        algo.global_step += cfg.num_envs * cfg.num_steps
+        algo.update()  # fills returns and advantages, then steps
+        batch = algo.buffer.flat_tensors(torch.device("cpu"))
+        loss, _ = actor_critic_loss(reference, batch, cfg.ent_coef, cfg.vf_coef, cfg.norm_adv)
+        reference_opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(reference.parameters(), cfg.max_grad_norm)
+        reference_opt.step()
+        for (name, fast), slow in zip(algo.net.named_parameters(), reference.parameters(), strict=True):
+            torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5, msg=name)
+
 def test_a2c_learning_rate_anneals_from_the_initial_rate_at_the_first_update():
     algo = make_algo(A2C, "a2c", "CartPole", num_steps=100, anneal_lr=True, log_interval=1)
     algo.total_steps = 400

@@ -14,8 +14,9 @@ optimiser) or Adam. The settings of OpenAI baselines / Stable-Baselines3 are the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -27,6 +28,8 @@ from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
 from rlrun.nets import ActorCritic, MLPConfig, NumpyActorCritic
 from rlrun.nets.flat import clip_grad_norm_, flatten_parameters
+from rlrun.nets.merged import MergedActorCritic
+from rlrun.optim import Adam, RMSprop
 
 
 @dataclass
@@ -61,9 +64,10 @@ def make_optimizer(name: str, flat: torch.nn.Parameter, lr: float, alpha: float,
 
 
 def actor_critic_loss(net: ActorCritic, batch: dict[str, torch.Tensor], ent_coef: float, vf_coef: float,
-                      norm_adv: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss of Algorithm S3 over a batch, and, detached, [policy loss, value loss, entropy]."""
-    params, values = dist_params_and_value(net, batch["obs"])
+                      norm_adv: bool, forward: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of Algorithm S3 over a batch, and, detached, [policy loss, value loss, entropy].
+    `forward(obs)` gives pi's parameters and V(s) (default: the modules of `net`)."""
+    params, values = (forward or partial(dist_params_and_value, net))(batch["obs"])
     log_probs = net.dist.log_prob(params, batch["actions"])
     # A_t = R_t - V(s_t) of the rollout's (old) critic: a constant of the policy gradient.
     advantages = batch["advantages"]
@@ -71,7 +75,8 @@ def actor_critic_loss(net: ActorCritic, batch: dict[str, torch.Tensor], ent_coef
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     policy_loss = -(advantages * log_probs).mean()
     value_loss = (batch["returns"] - values).square().mean()
-    entropy = net.dist.entropy(params).mean()
+    # At ent_coef = 0 the entropy is only reported: no zero gradient through it.
+    entropy = net.dist.entropy(params if ent_coef else params.detach()).mean()
     loss = policy_loss - ent_coef * entropy + vf_coef * value_loss
     return loss, torch.stack([policy_loss, value_loss, entropy]).detach()
 
@@ -91,9 +96,15 @@ class A2C:
         self.total_steps = total_steps
         torch.manual_seed(seed)
         self.net = build_actor_critic(env, network, cfg.shared_torso).to(self.device)
-        self.flat_params = flatten_parameters(self.net)
-        self.optimizer = make_optimizer(cfg.optimizer, self.flat_params, cfg.learning_rate, cfg.rmsprop_alpha,
-                                        cfg.optimizer_eps)
+        # Separate networks are evaluated as one (rlrun.nets.merged), as in PPO; a shared torso runs once.
+        self.merged = None if cfg.shared_torso else MergedActorCritic(self.net)
+        self.flat_params = flatten_parameters(self.net) if self.merged is None else self.merged.flat
+        # rlrun.optim: torch.optim's arithmetic for one flat parameter, without its per-step Python.
+        if cfg.optimizer == "rmsprop":
+            self.optimizer = RMSprop(self.flat_params, lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha,
+                                     eps=cfg.optimizer_eps)
+        else:
+            self.optimizer = Adam(self.flat_params, lr=cfg.learning_rate, eps=cfg.optimizer_eps)
         self.acting_net = NumpyActorCritic(self.net)
         self.generator = torch.Generator().manual_seed(seed)
         self.buffer = make_buffer(env, cfg.num_steps, cfg.num_envs, self.net)
@@ -143,7 +154,7 @@ class A2C:
             steps_before = self.global_step - cfg.num_envs * cfg.num_steps
             self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(1 - steps_before / self.total_steps, 0)
         loss, stats = actor_critic_loss(self.net, self.buffer.flat_tensors(self.device), cfg.ent_coef, cfg.vf_coef,
-                                        cfg.norm_adv)
+                                        cfg.norm_adv, self.merged)
         self.flat_params.grad.zero_()
         loss.backward()
         grad_norm = clip_grad_norm_(self.flat_params, cfg.max_grad_norm)
@@ -153,11 +164,16 @@ class A2C:
 
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state(), "global_step": self.global_step}
+                "generator": self.generator.get_state(), "global_step": self.global_step,
+                "flat_layout": "module" if self.merged is None else "merged"}
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        optimizer = state["optimizer"]
+        if self.merged is not None and state.get("flat_layout") != "merged":
+            # Saved before the merged network: the optimiser's statistics in net.parameters() order.
+            optimizer = self.merged.optimizer_state_from_module_order(optimizer)
+        self.optimizer.load_state_dict(optimizer)
         self.generator.set_state(state["generator"])
         self.global_step = state["global_step"]
         self.acting_net.refresh()

@@ -227,7 +227,8 @@ class PPO:
             policy_loss = kl_penalty_loss(ratio, advantages, self.dist.kl(mb["dist_params"], params), self.kl_beta)
         v_loss = value_loss(values, mb["values"], mb["returns"],
                             cfg.clip_coef if cfg.clip_vloss else None)
-        entropy = self.dist.entropy(params).mean()
+        # At ent_coef = 0 (the MuJoCo setting) the entropy is only reported: no zero gradient through it.
+        entropy = self.dist.entropy(params if cfg.ent_coef else params.detach()).mean()
         loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
         with torch.no_grad():
             # Schulman's low-variance unbiased estimator of KL[pi_old, pi]: E[(r - 1) - log r].
@@ -249,19 +250,12 @@ class PPO:
         optimizer = state["optimizer"]
         if state.get("flat_layout") != "merged":
             # Saved before the merged network: Adam's moments in net.parameters() order.
-            optimizer = reorder_optimizer_state(optimizer, self.merged.from_module_order)
+            optimizer = self.merged.optimizer_state_from_module_order(optimizer)
         self.optimizer.load_state_dict(optimizer)
         self.generator.set_state(state["generator"])
         self.global_step = state["global_step"]
         self.kl_beta = state["kl_beta"]
         self.acting_net.refresh()
-
-
-def reorder_optimizer_state(state_dict: dict, index: torch.Tensor) -> dict:
-    """An optimiser state_dict of one flat parameter with its per-entry statistics taken at `index`."""
-    state = {key: value[index] if torch.is_tensor(value) and value.dim() == 1 else value
-             for key, value in state_dict["state"].get(0, {}).items()}
-    return {**state_dict, "state": {0: state} if state else {}}
 
 
 def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:

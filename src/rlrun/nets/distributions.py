@@ -13,6 +13,7 @@ import math
 import gymnasium as gym
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -59,9 +60,8 @@ class DiagGaussian:
         return self.split(params)[0]
 
     def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        mean, log_std = self.split(params)
-        z = (actions - mean) * torch.exp(-log_std)
-        return (-0.5 * z.square() - log_std).sum(-1) - 0.5 * LOG_2PI * self.action_dim
+        """sum_i -z_i^2 / 2 - log std_i - log(2 pi) / 2, with z = (a - mean) / std."""
+        return _GaussianLogProb.apply(params, actions)
 
     def entropy(self, params: torch.Tensor) -> torch.Tensor:
         log_std = self.split(params)[1]
@@ -74,6 +74,31 @@ class DiagGaussian:
         var_ratio = torch.exp(2 * (log_std0 - log_std1))
         mean_term = (mean0 - mean1).square() * torch.exp(-2 * log_std1)
         return 0.5 * (var_ratio + mean_term - 1).sum(-1) + (log_std1 - log_std0).sum(-1)
+
+
+class _GaussianLogProb(torch.autograd.Function):
+    """DiagGaussian.log_prob with its gradient written out, one autograd node instead of ten (an
+    update of a small network is bound by per-op overhead): with z = (a - mean) / std,
+
+        d log pi / d mean = z / std,     d log pi / d log std = z^2 - 1.
+    """
+
+    @staticmethod
+    def forward(ctx, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        action_dim = params.shape[-1] // 2
+        mean, log_std = params[..., :action_dim], params[..., action_dim:]
+        inv_std = torch.exp(-log_std)
+        z = (actions - mean) * inv_std
+        ctx.save_for_backward(z, inv_std)
+        return (-0.5 * z.square() - log_std).sum(-1) - 0.5 * LOG_2PI * action_dim
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z, inv_std = ctx.saved_tensors
+        grad = grad.unsqueeze(-1)
+        grad_mean = grad * z * inv_std
+        return torch.cat([grad_mean, grad * (z.square() - 1)], -1), -grad_mean if ctx.needs_input_grad[1] else None
 
 
 class Categorical:

@@ -99,6 +99,13 @@ class MergedActorCritic:
         log_std = None if net.log_std is None else take(*net.log_std.shape)
         return hidden, heads, log_std
 
+    def optimizer_state_from_module_order(self, state_dict: dict) -> dict:
+        """An optimiser state_dict of a flat buffer laid out in net.parameters() order (as checkpoints
+        held before this layout) with its per-entry statistics moved to this layout."""
+        state = {key: value[self.from_module_order] if torch.is_tensor(value) and value.dim() == 1 else value
+                 for key, value in state_dict["state"].get(0, {}).items()}
+        return {**state_dict, "state": {0: state} if state else {}}
+
     def __call__(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pi's distribution parameters (B, num_params) and V(s) (B,) for a batch of states (B, obs_dim)."""
         return _ActorCriticFunction.apply(obs, self.flat, self)
