@@ -113,6 +113,19 @@ def test_checkpointed_buffer_continues_identically():
     env.close()
 
 
+@pytest.mark.parametrize("steps", [30, 130], ids=["partly-filled", "wrapped"])
+def test_a_checkpoint_of_whole_observations_loads_as_single_frames(steps):
+    # Atari runs checkpointed before this buffer existed stored s and s' whole (ReplayBuffer).
+    env = breakout(num_envs=2, seed=5)
+    whole = ReplayBuffer(100, env.observation_space, env.action_space)
+    obs, _ = fill(env, [whole], steps=steps, seed=5)
+    frames = FrameStackReplay(100, env.observation_space, env.action_space, 2)
+    frames.load_state_dict(through_checkpoint(whole.state_dict()))
+    assert_same_transitions(whole, frames)
+    fill(env, [whole, frames], steps=60, seed=6, obs=obs, check_every=4)  # and it goes on from there
+    env.close()
+
+
 def test_a_partly_filled_checkpoint_holds_the_filled_part_only():
     env = breakout(num_envs=1, seed=0)
     frames = FrameStackReplay(10_000, env.observation_space, env.action_space, 1)

@@ -55,7 +55,7 @@ class FrameStackReplay:
         self.ended = np.zeros(self.capacity, bool)  # terminated or truncated: its last frame is in final_frames
         self.depth = np.zeros(self.capacity, np.uint8)  # frames of its episode before its newest, at most `history`
         self.final_frames: dict[int, np.ndarray] = {}  # transition index -> the last frame of an ended episode
-        self.steps = 0  # rows written since the buffer was created (a step of every env each)
+        self.steps = 0  # rows written (a step of every env each), which places them in the rings
         self.pos = 0
         self.size = 0
         self.check_continuity = False  # after load_state_dict: do the envs continue the stored episodes?
@@ -75,12 +75,12 @@ class FrameStackReplay:
     # --- positions ------------------------------------------------------------------------------------
 
     def frame_slots(self, step: np.ndarray, env: np.ndarray) -> np.ndarray:
-        """Where the frame of env `env` at step `step` (counted since creation) lives. Shifted by `history`
+        """Where the frame of env `env` at step `step` (counted as self.steps) lives. Shifted by `history`
         so that the frames before step 0 (written by the first add) come first in the array."""
         return ((step + self.history) % self.frame_rows) * self.num_envs + env
 
     def step_of(self, index: np.ndarray) -> np.ndarray:
-        """The step (counted since creation) of the transitions at `index`: the latest step written to
+        """The step (counted as self.steps) of the transitions at `index`: the latest step written to
         their row."""
         last = self.steps - 1
         return last - (last - index // self.num_envs) % self.rows
@@ -105,9 +105,9 @@ class FrameStackReplay:
         by a time limit, whose s' is kept although the env resets."""
         n, env, step = self.num_envs, self.env_index, self.steps
         index = (step % self.rows) * n + env
-        if step == 0:
+        if self.size == 0:
             # The stacks' older frames came before the buffer (a first step, or a run resumed without its
-            # replay): written to the slots before step 0, which no transition uses until they wrap.
+            # replay): written to the slots before this step's, which no transition uses until they wrap.
             for back in range(1, self.history + 1):
                 self.frames[self.frame_slots(step - back, env)] = obs[:, self.history - back]
             depth = np.full(n, self.history)
@@ -135,7 +135,7 @@ class FrameStackReplay:
         self.depth[index] = depth
         self.steps += 1
         self.pos = (self.steps % self.rows) * n
-        self.size = min(self.steps, self.rows) * n
+        self.size = min(self.size + n, self.capacity)
 
     def end_discontinued(self, previous: np.ndarray, obs: np.ndarray) -> None:
         """After a resume, the envs may have started new episodes (their state could not be restored): the
@@ -174,8 +174,8 @@ class FrameStackReplay:
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("layout") != "frames":
-            raise ValueError("checkpoint replay stores whole observations, this one single frames: resume with "
-                             "checkpoint.replay=false loaded, or from a checkpoint written by this version")
+            self.load_whole_observations(state)
+            return
         if (state["rows"], state["num_envs"]) != (self.rows, self.num_envs):
             raise ValueError(f"checkpoint replay holds {state['rows'] * state['num_envs']} transitions of "
                              f"{state['num_envs']} envs, this one {self.capacity} of {self.num_envs}: "
@@ -188,4 +188,29 @@ class FrameStackReplay:
         self.final_frames = {int(i): frame.copy() for i, frame in
                              zip(state["final_index"].tolist(), state["final_frames"].numpy(), strict=True)}
         self.steps, self.pos, self.size = state["steps"], state["pos"], size
+        self.check_continuity = self.steps > 0
+
+    def load_whole_observations(self, state: dict) -> None:
+        """A ReplayBuffer checkpoint (s and s' whole, as rlrun stored Atari replays before this buffer):
+        its transitions added again, oldest first. An episode ended where s' is not the next s of its env
+        (terminated as stored, truncated otherwise); the newest transitions are checked at the next add."""
+        size, n = state["size"], self.num_envs
+        if size % n:
+            raise ValueError(f"checkpoint replay holds {size} transitions, not whole steps of {n} envs")
+        order = (state["pos"] + np.arange(size)) % size if size else np.arange(0)  # oldest first, in steps of n
+        obs, next_obs = state["obs"].numpy(), state["next_obs"].numpy()
+        actions, rewards = state["actions"].numpy(), state["rewards"].numpy()
+        terminated = state["terminated"].numpy() > 0
+        self.ended[:] = False
+        self.final_frames, self.size = {}, 0
+        # A full buffer of this capacity: each transition goes back to its slot, so samples draw the same ones.
+        self.steps = state["pos"] // n if size == self.capacity else 0
+        for start in range(0, size, n):
+            index = order[start : start + n]
+            ended = terminated[index].copy()
+            if start + n < size:
+                following = obs[order[start + n : start + 2 * n]]
+                ended |= ~(next_obs[index] == following).reshape(n, -1).all(1)
+            self.add(obs[index], actions[index], rewards[index], next_obs[index], terminated[index],
+                     ended & ~terminated[index])
         self.check_continuity = self.steps > 0

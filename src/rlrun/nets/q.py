@@ -29,7 +29,7 @@ from rlrun.nets.numpy_mlp import ACTIVATIONS as NUMPY_ACTIVATIONS
 # forward_saving keeps).
 IN_PLACE = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_, nn.ELU: lambda z: F.elu_(z)}
 DERIVATIVES = {
-    nn.ReLU: lambda out: out > 0,
+    nn.ReLU: torch.sign,  # 1 where the output is positive, else 0: as floats (a bool mask costs a conversion)
     nn.Tanh: lambda out: 1 - out * out,
     nn.ELU: lambda out: torch.where(out > 0, 1.0, out + 1),  # elu(z) = e^z - 1 for z <= 0
 }
@@ -66,10 +66,11 @@ class QNetwork(nn.Module):
             features = cfg.hidden_sizes[-1]
         # An MLP torso's layers, for the functional forward and the backward written out (plain lists: the
         # modules are registered once, in the torso).
-        self.linears = [layer for layer in self.torso if isinstance(layer, nn.Linear)]
-        self.activations = [type(layer) for layer in self.torso if type(layer) in DERIVATIVES]
-        self.has_manual_backward = isinstance(cfg, MLPConfig) and all(
-            isinstance(layer, (nn.Flatten, nn.Linear)) or type(layer) in DERIVATIVES for layer in self.torso)
+        mlp_layers = list(self.torso) if isinstance(cfg, MLPConfig) else []
+        self.linears = [layer for layer in mlp_layers if isinstance(layer, nn.Linear)]
+        self.activations = [type(layer) for layer in mlp_layers if type(layer) in DERIVATIVES]
+        self.has_manual_backward = bool(mlp_layers) and all(
+            isinstance(layer, (nn.Flatten, nn.Linear)) or type(layer) in DERIVATIVES for layer in mlp_layers)
         self.dueling = dueling
         if dueling:
             self.value_head = linear(features, 1, 1.0, cfg.ortho_init)
@@ -115,7 +116,7 @@ class QNetwork(nn.Module):
         else:
             grad = affine_backward(self.q_head, features, grad_q)
         for i in range(len(self.linears) - 1, -1, -1):
-            grad = grad * DERIVATIVES[self.activations[i]](inputs[i + 1])  # through the activation after linear i
+            grad.mul_(DERIVATIVES[self.activations[i]](inputs[i + 1]))  # through the activation after linear i
             grad = affine_backward(self.linears[i], inputs[i], grad, need_input_grad=i > 0)
 
 
