@@ -97,29 +97,3 @@ def torch_act(algo, obs: np.ndarray) -> np.ndarray:
         return algo.act_in_torch(obs)
     with torch.no_grad():
         return algo.actor(torch.as_tensor(obs)).numpy()
-
-
-@pytest.mark.parametrize("batch_norm", [False, True])
-def test_min_q_backpropagates_to_the_action_what_autograd_takes_through_torch_minimum(batch_norm):
-    """SAC's actor loss: the hand-written backward through the smaller critic of each row gives the
-    gradient autograd gives through torch.minimum of both critics, ties (half to each) included."""
-    torch.manual_seed(0)
-    twin = TwinQ(5, 3, MLPConfig([32, 16], "relu", False, 0.0, batch_norm)).requires_grad_(False)
-    obs = torch.randn(64, 5)
-    action = torch.randn(64, 3, requires_grad=True)
-    weight = torch.rand(64)  # an arbitrary upstream gradient
-    grad, = torch.autograd.grad((twin.min_q(obs, action) * weight).sum(), action)
-    expected, = torch.autograd.grad((torch.minimum(*twin(obs, action)) * weight).sum(), action)
-    torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-7)
-    with torch.no_grad():  # identical critics: every row a tie
-        for w, b in twin.layers():
-            w[1], b[1] = w[0], b[0]
-    if batch_norm:
-        twin.obs_norms[1].load_state_dict(twin.obs_norms[0].state_dict())
-    grad, = torch.autograd.grad((twin.min_q(obs, action) * weight).sum(), action)
-    expected, = torch.autograd.grad((torch.minimum(*twin(obs, action)) * weight).sum(), action)
-    torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-7)
-    # With weights that need gradients it is torch.minimum itself (the hand-written backward has none).
-    twin.requires_grad_(True)
-    twin.min_q(obs, action).sum().backward()
-    assert all(p.grad is not None for p in twin.parameters() if p.dim() > 1)

@@ -153,7 +153,7 @@ class SAC(OffPolicy):
         """eq. 9 with the reparameterised action a~ = f_phi(eps; s) (eq. 8): the gradient reaches phi
         through a~ and log pi. Returns it and log pi(a~|s)."""
         action, log_prob = self.actor.sample_with(obs, noise)
-        return (alpha * log_prob - self.critic.min_q(obs, action)).mean(), log_prob
+        return (alpha * log_prob - torch.minimum(*self.critic(obs, action))).mean(), log_prob
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg

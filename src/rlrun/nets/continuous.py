@@ -140,8 +140,7 @@ class TwinQ(nn.Module):
     def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(getattr(self, f"weight{k}"), getattr(self, f"bias{k}")) for k in range(self.num_layers)]
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor, hidden: list | None = None) -> torch.Tensor:
-        """[Q1; Q2](s, a); with `hidden`, each hidden layer's [2, batch, units] output is appended to it."""
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         if self.obs_norms is None:
             x = torch.cat([obs, action], -1).expand(2, -1, -1)  # one input, shared (no copy)
         else:
@@ -151,23 +150,8 @@ class TwinQ(nn.Module):
             # In place: the product's backward needs its inputs, not its output, and the
             # activation's backward needs only its output; no second [2, batch, hidden] buffer.
             x = self.activation(torch.baddbmm(bias, x, weight.transpose(1, 2)))
-            if hidden is not None:
-                hidden.append(x)
         weight, bias = layers[-1]
         return torch.baddbmm(bias, x, weight.transpose(1, 2)).squeeze(-1)
-
-    def min_q(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """min(Q1, Q2)(s, a), for an actor's loss in which the critics' weights are constants (SAC eq. 9).
-
-        The gradient of a minimum reaches only the smaller critic of each row, so the backward to the
-        action goes through that critic alone (_MinOfTwinQ): one [batch, units] matrix product per layer
-        instead of two, bit for bit the gradient autograd takes through torch.minimum up to rounding.
-        Plain autograd where that hand-written backward does not apply: weights that need gradients,
-        activations other than ReLU, or inside torch.compile (which fuses the plain form itself)."""
-        if (torch.compiler.is_compiling() or self.activation is not torch.relu_
-                or any(p.requires_grad for p in self.parameters())):
-            return torch.minimum(*self(obs, action))
-        return _MinOfTwinQ.apply(self, obs, action)
 
     def q1(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The first critic alone (TD3's actor loss): its slices of the stacked parameters."""
@@ -190,44 +174,6 @@ class TwinQ(nn.Module):
             offset += p.numel()
         _twin_q_state_dict_to_critics(self, positions, "", {})  # now two QCritics' keys, in their order
         return torch.cat([index.reshape(-1) for index in positions.values()])
-
-
-class _MinOfTwinQ(torch.autograd.Function):
-    """min(Q1, Q2)(s, a) of a TwinQ with ReLU layers, differentiable in the action only.
-
-    torch.minimum's gradient (its derivatives.yaml) goes to the smaller input, half to each where they
-    are equal. So each row's gradient is backpropagated through the critic(s) it selects: with h_l the
-    layer outputs and W_l the weights of that critic, d <- g w_out, then per layer going down
-    d <- (d * [h_l > 0]) W_l (ReLU's derivative read from its output), and the action's columns of
-    the last d are grad_a. The rows of both critics together are one batch: half the products of
-    backpropagating the full batch through both critics, as autograd would do with zeros."""
-
-    @staticmethod
-    def forward(ctx, twin: TwinQ, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        hidden: list[torch.Tensor] = []
-        q = twin(obs, action, hidden)
-        ctx.twin = twin
-        ctx.save_for_backward(q, *hidden)
-        return torch.minimum(q[0], q[1])
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[None, None, torch.Tensor]:
-        twin: TwinQ = ctx.twin
-        q, *hidden = ctx.saved_tensors
-        weights = [weight for weight, _ in twin.layers()]
-        grad_action = grad.new_zeros(grad.shape[0], twin.action_dim)
-        tie = q[0] == q[1]
-        for c, selected in enumerate((q[0] <= q[1], q[1] <= q[0])):
-            rows = selected.nonzero().squeeze(1)
-            g = torch.where(tie[rows], 0.5, 1.0) * grad[rows]
-            d = g[:, None] * weights[-1][c]  # [rows, units of the last hidden layer]
-            for layer in reversed(range(len(hidden))):
-                d = torch.where(hidden[layer][c, rows] > 0, d, 0.0)
-                # The first layer's product only for the action's columns: the state has no gradient.
-                w = weights[layer][c] if layer > 0 else weights[0][c, :, twin.obs_dim:]
-                d = d @ w
-            grad_action.index_add_(0, rows, d)  # a tied row gets both halves
-        return None, None, grad_action
 
 
 INPLACE_ACTIVATIONS = {"relu": torch.relu_, "tanh": torch.tanh_, "elu": F.elu_}
