@@ -76,6 +76,24 @@ def test_clipped_surrogate_has_no_gradient_outside_the_trust_region():
     assert ratio.grad.tolist() == [0.0, 0.0]
 
 
+
+def test_clipped_surrogate_gradient_is_autograds_through_the_plain_formula_ties_included():
+    # ClippedSurrogateLoss writes its backward out; the plain formula of eq. 7 through autograd is the reference.
+    generator = torch.Generator().manual_seed(0)
+    ratio = torch.rand(64, generator=generator, dtype=torch.float64) + 0.5
+    ratio[:5] = torch.tensor([0.8, 1.2, 1.0, 0.7999, 1.2001])  # on and just beyond the clip range
+    advantages = torch.randn(64, generator=generator, dtype=torch.float64)
+    advantages[5:7] = 0.0  # ties between the two terms outside the range
+    grads = []
+    for loss_fn in (clipped_surrogate_loss,
+                    lambda r, a, eps: torch.max(-a * r, -a * torch.clamp(r, 1 - eps, 1 + eps)).mean()):
+        r, a = ratio.clone().requires_grad_(), advantages.clone().requires_grad_()
+        loss = loss_fn(r, a, 0.2)
+        loss.backward()
+        grads.append((loss.detach(), r.grad, a.grad))
+    for fast, reference in zip(*grads, strict=True):
+        torch.testing.assert_close(fast, reference, rtol=1e-12, atol=1e-15)
+
 def test_value_loss_clipped_and_unclipped_match_hand_values():
     values, old, returns = torch.tensor([1.0, 3.0]), torch.tensor([0.0, 2.0]), torch.tensor([2.0, 0.0])
     # unclipped squared errors 1 and 9; clipped predictions 0.5 and 2.5 give 2.25 and 6.25.
