@@ -64,6 +64,23 @@ def test_report_aggregates_a_real_multirun(sweep, tmp_path):
     assert len(data["speed"]) == 4 and all(s["steps_per_second"] > 0 for s in data["speed"])
 
 
+def test_rlrun_report_figures_draws_claims_figures_for_a_plain_multirun(sweep, tmp_path):
+    out = tmp_path / "report"
+    done = subprocess.run([REPORT, str(sweep), "--out", str(out), "--figures", "normalised_scores"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((out / "report.json").read_text())
+    assert [s["label"] for s in data["figures"]["normalised_scores"]["settings"]] == sorted(
+        row["label"] for row in data["rows"])
+    assert (out / "normalised_scores.png").stat().st_size > 0
+    bad = subprocess.run([REPORT, str(sweep), "--out", str(tmp_path / "bad"), "--figures", "speedup"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and not (tmp_path / "bad").exists()
+    assert bad.stderr.strip().splitlines() == [
+        "rlrun-report: error: --figures: unknown figure 'speedup'; choose from: value_estimates, workers, "
+        "normalised_scores"]
+
+
 def test_same_runs_give_the_same_report(sweep, tmp_path):
     first = report_module.write_report([sweep], tmp_path / "a")
     second = report_module.write_report([sweep], tmp_path / "b")

@@ -254,19 +254,24 @@ def bench_main() -> None:
 
 
 def report_main() -> None:
-    """`rlrun-report DIR... [--out OUT] [--title TITLE]`: report.md, report.json and PNGs over every run
-    directory at or below the DIRs (runs, multiruns, suite outputs); OUT defaults to ./report."""
+    """`rlrun-report DIR... [--out OUT] [--title TITLE] [--figures NAME,...]`: report.md, report.json and
+    PNGs over every run directory at or below the DIRs (runs, multiruns, suite outputs); OUT defaults to
+    ./report. --figures adds claims figures to any runs (value_estimates, workers, normalised_scores),
+    beside those the suites found below the DIRs name."""
     import argparse
 
+    from rlrun.bench.figures import parse_figures
     from rlrun.bench.report import write_report
 
     parser = argparse.ArgumentParser(prog="rlrun-report", description=report_main.__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="run directories, multirun or suite output directories")
     parser.add_argument("--out", type=Path, default=Path("report"), help="where report.md, report.json and PNGs go")
     parser.add_argument("--title", default="Benchmark report")
+    parser.add_argument("--figures", default="", help="comma-separated claims figures to draw as well")
     args = parser.parse_args()
     try:
-        print(f"rlrun-report: {write_report(args.dirs, args.out, args.title)}", flush=True)
+        figures = parse_figures([name for name in args.figures.split(",") if name], "--figures") or None
+        print(f"rlrun-report: {write_report(args.dirs, args.out, args.title, figures)}", flush=True)
     except ConfigError as error:
         sys.exit(f"rlrun-report: error: {error}")
 

@@ -219,7 +219,7 @@ def build(paths: list[Path], figures: dict[str, dict] | None = None) -> dict:
             "published": published(members[0].algo, env)})
     invocations = bench_invocations(paths)
     named, order = suite_figures(invocations)
-    figures = named if figures is None else figures
+    figures = named if figures is None else {**named, **figures}  # rlrun-report --figures adds to the suites'
     context = Context(BOOTSTRAP_REPS, BOOTSTRAP_SEED, scales, order)
     drawn = {name: {"options": options, **FIGURES[name][0](rows, options, context)}
              for name, options in figures.items()}
