@@ -58,7 +58,7 @@ def test_critic_optimizer_state_is_saved_in_the_layout_of_two_qcritics(name):
     # each plain QCritic tensor's moments, in the plain order.
     for moment in ("exp_avg", "exp_avg_sq"):
         holder = copy.deepcopy(algo.critic)
-        flat = algo.critic_optimizer.state[algo.critic_flat][moment]
+        flat = algo.critic_optimizer.state[moment]
         with torch.no_grad():
             torch.nn.utils.vector_to_parameters(flat, holder.parameters())
         plain = torch.cat([v.reshape(-1) for v in holder.state_dict().values()])  # no batch norm: parameters only
@@ -69,8 +69,8 @@ def test_critic_optimizer_state_is_saved_in_the_layout_of_two_qcritics(name):
     saved_state = algo.state_dict()["critic_optimizer"]
     load_optimizer_state_in_order(restored.critic_optimizer, saved_state, restored.critic_order)
     for moment in ("exp_avg", "exp_avg_sq"):
-        torch.testing.assert_close(restored.critic_optimizer.state[restored.critic_flat][moment],
-                                   algo.critic_optimizer.state[algo.critic_flat][moment], rtol=0, atol=0)
+        torch.testing.assert_close(restored.critic_optimizer.state[moment],
+                                   algo.critic_optimizer.state[moment], rtol=0, atol=0)
     assert optimizer_state_in_order(restored.critic_optimizer, restored.critic_order)["param_groups"] == \
         algo.state_dict()["critic_optimizer"]["param_groups"]
 

@@ -43,6 +43,11 @@ class _FlatOptimizer:
     def step_device(param: torch.Tensor) -> torch.device:
         return torch.device("cpu")
 
+    def zero_grad(self, set_to_none: bool = False) -> None:
+        """Zero the gradient in place (the flat gradient's views must stay its views: never None)."""
+        if self.param.grad is not None:
+            self.param.grad.zero_()
+
     def state_dict(self) -> dict:
         """torch.optim.Optimizer.state_dict()'s format for one group holding one parameter."""
         return {"state": {0: dict(self.state)},

@@ -35,6 +35,7 @@ from rlrun.nets.continuous import (DeterministicActor, QCritic, SharedNumpyMLP, 
                                   batch_statistics_only, numpy_actor)
 from rlrun.nets.flat import flatten_parameters
 from rlrun.nets.mlp import MLPConfig
+from rlrun.optim import Adam
 
 
 @dataclass
@@ -109,7 +110,7 @@ def frozen(params: list[nn.Parameter]) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def optimizer_state_in_order(optimizer: torch.optim.Optimizer, order: torch.Tensor) -> dict:
+def optimizer_state_in_order(optimizer: Adam, order: torch.Tensor) -> dict:
     """The state of an optimiser of one flat parameter with its per-element tensors (Adam's moments)
     permuted by `order`: TwinQ's stacked parameters saved in two QCritics' layout (TwinQ.checkpoint_order),
     the layout of checkpoints."""
@@ -118,7 +119,7 @@ def optimizer_state_in_order(optimizer: torch.optim.Optimizer, order: torch.Tens
                                    for key, value in s.items()} for i, s in state["state"].items()}}
 
 
-def load_optimizer_state_in_order(optimizer: torch.optim.Optimizer, state: dict, order: torch.Tensor) -> None:
+def load_optimizer_state_in_order(optimizer: Adam, state: dict, order: torch.Tensor) -> None:
     """Load a state saved by optimizer_state_in_order (the inverse permutation)."""
     def unpermute(value: torch.Tensor) -> torch.Tensor:
         restored = torch.empty_like(value)
@@ -234,10 +235,10 @@ class DDPG(OffPolicy):
         self.actor_flat = flatten_parameters(self.actor)
         self.critic_flat = flatten_parameters(self.critic)
         self.critic_params = list(self.critic.parameters())
-        self.actor_optimizer = torch.optim.Adam([self.actor_flat], lr=cfg.actor_lr, fused=True)
+        self.actor_optimizer = Adam(self.actor_flat, lr=cfg.actor_lr)
         # The paper's L2 penalty on the critic (1e-2 there): Adam's coupled weight decay is exactly that.
-        self.critic_optimizer = torch.optim.Adam([self.critic_flat], lr=cfg.critic_lr,
-                                                 weight_decay=cfg.critic_weight_decay, fused=True)
+        self.critic_optimizer = Adam(self.critic_flat, lr=cfg.critic_lr,
+                                                 weight_decay=cfg.critic_weight_decay)
         self.targets = self.actor_target_tensors + self.critic_target_tensors
         self.sources = online_tensors(self.actor, self.actor_flat) + online_tensors(self.critic, self.critic_flat)
         # Noise in units of the action half-range, so that noise_std means the same for any bounds.

@@ -33,6 +33,7 @@ from rlrun.hardware import Hardware
 from rlrun.nets.continuous import SquashedGaussianActor, TwinQ, acting, batch_statistics_only, numpy_actor
 from rlrun.nets.flat import flatten_parameters
 from rlrun.nets.mlp import MLPConfig
+from rlrun.optim import Adam
 
 
 @dataclass
@@ -89,12 +90,12 @@ class SAC(OffPolicy):
         self.critic_flat = flatten_parameters(self.critic)
         self.sources = online_tensors(self.critic, self.critic_flat)
         self.critic_params = list(self.critic.parameters())
-        self.actor_optimizer = torch.optim.Adam([self.actor_flat], lr=cfg.actor_lr, fused=True)
-        self.critic_optimizer = torch.optim.Adam([self.critic_flat], lr=cfg.critic_lr, fused=True)
+        self.actor_optimizer = Adam(self.actor_flat, lr=cfg.actor_lr)
+        self.critic_optimizer = Adam(self.critic_flat, lr=cfg.critic_lr)
         # Section 5: the target entropy is -dim(A) by default, in nats of the action in [-1, 1].
         self.target_entropy = -float(space.shape[0]) if cfg.target_entropy is None else cfg.target_entropy
         self.log_alpha = torch.tensor(math.log(cfg.alpha), device=device, requires_grad=cfg.autotune)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, fused=True) if cfg.autotune else None
+        self.alpha_optimizer = Adam(self.log_alpha, lr=cfg.alpha_lr) if cfg.autotune else None
         self.update_generator = noise_generator(self.generator, device, seed)
         self.numpy_actor = numpy_actor(self.actor.net, device)  # after flattening: it views the parameters
         self.critic_order = self.critic.checkpoint_order()

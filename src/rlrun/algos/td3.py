@@ -28,6 +28,7 @@ from rlrun.hardware import Hardware
 from rlrun.nets.continuous import DeterministicActor, TwinQ, batch_statistics_only, numpy_actor
 from rlrun.nets.flat import flatten_parameters
 from rlrun.nets.mlp import MLPConfig
+from rlrun.optim import Adam
 
 
 @dataclass
@@ -82,8 +83,8 @@ class TD3(OffPolicy):
         # Both critics in one flat tensor: one optimiser step, and one backward of the summed losses.
         self.critic_flat = flatten_parameters(self.critic)
         self.critic_params = list(self.critic.parameters())
-        self.actor_optimizer = torch.optim.Adam([self.actor_flat], lr=cfg.actor_lr, fused=True)
-        self.critic_optimizer = torch.optim.Adam([self.critic_flat], lr=cfg.critic_lr, fused=True)
+        self.actor_optimizer = Adam(self.actor_flat, lr=cfg.actor_lr)
+        self.critic_optimizer = Adam(self.critic_flat, lr=cfg.critic_lr)
         self.targets = actor_target_tensors + critic_target_tensors
         self.sources = online_tensors(self.actor, self.actor_flat) + online_tensors(self.critic, self.critic_flat)
         self.low = torch.as_tensor(space.low, device=device)
