@@ -114,24 +114,6 @@ def test_backward_written_out_gives_autograds_gradient_and_update(dueling, activ
     assert not torch.equal(by_hand.flat_params, build().flat_params)  # it learned
 
 
-def test_adam_step_is_the_optimisers_own_step():
-    # DQN.adam_step calls torch's functional Adam on the optimiser's state: the same parameters and
-    # state (moments, step count; what a checkpoint holds) as optimizer.step().
-    ours, reference = make_dqn(learning_rate=1e-2, adam_eps=1e-4), make_dqn(learning_rate=1e-2, adam_eps=1e-4)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(4):
-        grad = torch.randn(ours.flat_params.shape, generator=generator)
-        ours.flat_params.grad.copy_(grad)
-        reference.flat_params.grad.copy_(grad)
-        ours.adam_step()
-        reference.optimizer.step()
-        torch.testing.assert_close(ours.flat_params, reference.flat_params, rtol=0, atol=0)
-    a, b = ours.optimizer.state_dict(), reference.optimizer.state_dict()
-    assert a["param_groups"] == b["param_groups"]
-    for key in ("step", "exp_avg", "exp_avg_sq"):
-        torch.testing.assert_close(a["state"][0][key], b["state"][0][key], rtol=0, atol=0)
-
-
 def test_reward_clipping_learns_from_the_sign_of_the_reward():
     algo = make_dqn(clip_reward=True, learning_rate=1e-3)
     batch = {"obs": torch.zeros(2, 4), "actions": torch.zeros(2, dtype=torch.int64),
