@@ -93,7 +93,7 @@ class QNetwork(nn.Module):
         """Q(s, .) and the input of each torso layer, which `backward` needs (call under torch.no_grad).
         The same function as forward, through torch's functions rather than module calls (cheaper)."""
         inputs = []
-        x = obs.reshape(len(obs), -1)
+        x = obs.flatten(1)  # not reshape(len(obs), -1): a traced export (rlrun-eval export=) would fix the batch size
         for linear, activation in zip(self.linears, self.activations, strict=True):
             inputs.append(x)
             x = IN_PLACE[activation](F.linear(x, linear.weight, linear.bias))
