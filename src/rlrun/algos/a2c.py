@@ -51,16 +51,19 @@ class A2CConfig:
     log_interval: int = rule(POSITIVE)
 
 
-def make_optimizer(name: str, flat: torch.nn.Parameter, lr: float, alpha: float, eps: float) -> torch.optim.Optimizer:
-    """torch.optim.RMSprop: v = alpha v + (1 - alpha) grad^2 from v = 0, theta -= lr grad / (sqrt(v) + eps),
-    as SB3's A2C uses by default; or Adam.
+def make_optimizer(name: str, flat: torch.nn.Parameter, lr: float, alpha: float, eps: float,
+                   state: dict[str, torch.Tensor] | None = None) -> RMSprop | Adam:
+    """RMSprop as torch.optim computes it: v = alpha v + (1 - alpha) grad^2 from v = 0,
+    theta -= lr grad / (sqrt(v) + eps), as SB3's A2C uses by default; or Adam. rlrun.optim's classes:
+    torch.optim's arithmetic for one flat parameter, without its per-step Python. `state`: a state to
+    update in place (A3C's, shared by its workers).
 
     Not TensorFlow's RMSProp, which the paper and OpenAI baselines used and SB3's `RMSpropTFLike`
     emulates: there eps is inside the square root, lr grad / sqrt(v + eps), and v starts at 1.
     """
     if name == "rmsprop":
-        return torch.optim.RMSprop([flat], lr=lr, alpha=alpha, eps=eps)
-    return torch.optim.Adam([flat], lr=lr, eps=eps, fused=flat.device.type in ("cpu", "cuda"))
+        return RMSprop(flat, state, lr=lr, alpha=alpha, eps=eps)
+    return Adam(flat, state, lr=lr, eps=eps)
 
 
 def actor_critic_loss(net: ActorCritic, batch: dict[str, torch.Tensor], ent_coef: float, vf_coef: float,
@@ -99,12 +102,8 @@ class A2C:
         # Separate networks are evaluated as one (rlrun.nets.merged), as in PPO; a shared torso runs once.
         self.merged = None if cfg.shared_torso else MergedActorCritic(self.net)
         self.flat_params = flatten_parameters(self.net) if self.merged is None else self.merged.flat
-        # rlrun.optim: torch.optim's arithmetic for one flat parameter, without its per-step Python.
-        if cfg.optimizer == "rmsprop":
-            self.optimizer = RMSprop(self.flat_params, lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha,
-                                     eps=cfg.optimizer_eps)
-        else:
-            self.optimizer = Adam(self.flat_params, lr=cfg.learning_rate, eps=cfg.optimizer_eps)
+        self.optimizer = make_optimizer(cfg.optimizer, self.flat_params, cfg.learning_rate, cfg.rmsprop_alpha,
+                                        cfg.optimizer_eps)
         self.acting_net = NumpyActorCritic(self.net)
         self.generator = torch.Generator().manual_seed(seed)
         self.buffer = make_buffer(env, cfg.num_steps, cfg.num_envs, self.net)

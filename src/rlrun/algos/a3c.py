@@ -32,6 +32,7 @@ from rlrun.envs import EnvConfig, VecEnv
 from rlrun.hardware import Hardware
 from rlrun.nets import MLPConfig, NumpyActorCritic
 from rlrun.nets.flat import clip_grad_norm_, flatten_parameters
+from rlrun.optim import Adam, RMSprop
 
 # Messages from a worker that it sends at most this often (its episodes and loss statistics).
 REPORT_SECONDS = 0.2
@@ -58,14 +59,7 @@ class A3CConfig:
 def shared_optimizer_state(name: str, flat: torch.Tensor) -> dict[str, torch.Tensor]:
     """The optimiser's state for the flat parameter, created up front and placed in shared memory so
     that every worker's optimiser object updates the same statistics (the paper's shared RMSProp)."""
-    zeros = torch.zeros_like(flat, memory_format=torch.preserve_format)
-    # torch keeps `step` on the CPU, except fused Adam (make_optimizer's), which wants it beside the parameter.
-    state = {"step": torch.zeros((), dtype=torch.float32, device=flat.device if name == "adam" else "cpu")}
-    if name == "rmsprop":
-        state["square_avg"] = zeros
-    else:
-        state["exp_avg"] = zeros
-        state["exp_avg_sq"] = zeros.clone()
+    state = (RMSprop if name == "rmsprop" else Adam).initial_state(flat)
     for tensor in state.values():
         tensor.share_memory_()  # no-op for CUDA tensors, which torch.multiprocessing shares by IPC
     return state
@@ -95,8 +89,8 @@ def worker(args: WorkerArgs) -> None:
         env.load_state_dict(args.env_state)
         local_net = build_actor_critic(env, args.network, cfg.shared_torso).to(device)  # theta'
         local_params = flatten_parameters(local_net)
-        optimizer = make_optimizer(cfg.optimizer, shared, cfg.learning_rate, cfg.rmsprop_alpha, cfg.optimizer_eps)
-        optimizer.state[shared] = args.optimizer_state
+        optimizer = make_optimizer(cfg.optimizer, shared, cfg.learning_rate, cfg.rmsprop_alpha, cfg.optimizer_eps,
+                                   state=args.optimizer_state)
         acting_net = NumpyActorCritic(local_net)
         generator = torch.Generator().manual_seed(args.seed + 1000 * args.rank)
         buffer = make_buffer(env, cfg.num_steps, 1, local_net)

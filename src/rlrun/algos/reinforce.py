@@ -26,6 +26,7 @@ from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
 from rlrun.nets import ActorCritic, MLPConfig, NumpyActorCritic
 from rlrun.nets.flat import clip_grad_norm_, flatten_parameters
+from rlrun.optim import Adam
 
 
 @dataclass
@@ -74,7 +75,7 @@ class REINFORCE:
         self.net = ActorCritic(env.observation_space, env.action_space, network).to(self.device)
         self.dist = self.net.dist
         self.flat_params = flatten_parameters(self.net)
-        self.optimizer = torch.optim.Adam([self.flat_params], lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
+        self.optimizer = Adam(self.flat_params, lr=cfg.learning_rate, eps=cfg.adam_eps)
         self.acting_net = NumpyActorCritic(self.net)
         self.generator = torch.Generator().manual_seed(seed)
         self.global_step = 0

@@ -30,6 +30,7 @@ from rlrun.hardware import Hardware
 from rlrun.nets import ActorCritic, MLPConfig, NumpyActorCritic
 from rlrun.nets.distributions import Categorical, DiagGaussian
 from rlrun.nets.flat import flatten_parameters
+from rlrun.optim import Adam
 
 
 @dataclass
@@ -126,8 +127,7 @@ class TRPO:
         self.policy_params = list(self.net.actor.parameters()) + ([self.net.log_std] if self.net.log_std is not None
                                                                   else [])
         self.critic_params = flatten_parameters(self.net.critic)
-        self.critic_optimizer = torch.optim.Adam([self.critic_params], lr=cfg.vf_learning_rate, eps=cfg.adam_eps,
-                                                 fused=True)
+        self.critic_optimizer = Adam(self.critic_params, lr=cfg.vf_learning_rate, eps=cfg.adam_eps)
         self.acting_net = NumpyActorCritic(self.net)
         self.generator = torch.Generator().manual_seed(seed)
         self.buffer = make_buffer(env, cfg.num_steps, cfg.num_envs, self.net)
