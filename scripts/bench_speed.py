@@ -30,6 +30,7 @@ from bench_common import cpu, load, timed_learning
 from bench_dqn import BENCHMARKS as DQN
 from bench_offpolicy import BENCHMARKS as OFFPOLICY
 from bench_onpolicy import BENCHMARKS as ONPOLICY
+from bench_startup import BENCHMARKS as PROCESS
 from stable_baselines3 import PPO as SB3PPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
@@ -99,6 +100,9 @@ BENCHMARKS: dict[str, tuple[Round, Round | None, str]] = {
     **ONPOLICY,
     **OFFPOLICY,
     **DQN,
+    # PPO's whole process (start-up, training, final 10-episode evaluation, save) against SB3's same job:
+    # steps over wall seconds from process start to exit (scripts/bench_startup.py has the phases).
+    **PROCESS,
 }
 
 

@@ -120,6 +120,31 @@ def timed(cmd: list[str], extra_env: dict[str, str], cwd: Path) -> float:
     return seconds
 
 
+def rlrun_process_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
+    """bench_speed.py's whole-process round: one `rlrun` process (logger=csv), from start to exit."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, __file__, "--phases-child", *rlrun_overrides(budget, seed, "csv", Path(tmp) / "run")]
+        seconds = timed(cmd, {"OMP_NUM_THREADS": "1", "BENCH_OUT": str(Path(tmp) / "marks.json"),
+                              "PYTHONPATH": str(HERE)}, Path(tmp))
+    return budget, seconds, []
+
+
+def sb3_process_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
+    """bench_speed.py's whole-process round: one SB3 process doing the same job, from start to exit."""
+    from bench_speed import HPARAMS, NETWORK, NORMALIZE
+
+    settings = json.dumps({"hparams": HPARAMS, "network": NETWORK, "normalize": NORMALIZE})
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, __file__, "--steps", str(budget), "--seed", str(seed), "--sb3-child", settings,
+               str(Path(tmp) / "model")]
+        seconds = timed(cmd, {"OMP_NUM_THREADS": "1"}, Path(tmp))
+    return budget, seconds, []
+
+
+# For bench_speed.py: steps / whole-process seconds, so its ratio is SB3's wall time over rlrun's.
+BENCHMARKS = {"ppo_process": (rlrun_process_round, sb3_process_round, "SB3")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20480)
