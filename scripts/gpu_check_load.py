@@ -82,7 +82,7 @@ def build(state: dict):
 
 def evaluate_one_episode(algo, env: VecEnv, eval_env: VecEnv) -> float:
     """The runner's own evaluation (normalisation statistics frozen from the training env)."""
-    return evaluate(algo, eval_env, env, episodes=1, seed=12345)[0][0]
+    return evaluate(algo, eval_env, env, episodes=1, seed=12345).returns[0]
 
 
 def check(path: Path, expect_cuda: bool = False) -> list[str]:
