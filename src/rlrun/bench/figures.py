@@ -39,6 +39,15 @@ OPTIONS = {"value_estimates": (), "workers": ("score",), "normalised_scores": ()
 MAX_POINTS = 200  # points of a curve's band at most (kept evenly spaced, first and last included)
 
 
+def save_figure(fig, path: Path) -> None:
+    """Every report figure is laid out and written alike, and closed (a report draws many)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def parse_figures(spec: Any, where: str = "suite.figures") -> dict[str, dict]:
     """A suite's `figures:` list as {name: options}; an unknown name or option is one line."""
     if spec is None:
@@ -187,9 +196,7 @@ def plot_value_estimates(data: dict, path: Path) -> None:
         ax.set_xlabel("environment steps")
         ax.set_ylabel("discounted value")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def markdown_value_estimates(data: dict, image: str) -> list[str]:
@@ -329,9 +336,7 @@ def plot_workers(data: dict, path: Path) -> None:
         curve_ax.set_ylabel("evaluation return")
         curve_ax.set_title(where)
         curve_ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def markdown_workers(data: dict, image: str) -> list[str]:
@@ -410,9 +415,7 @@ def plot_normalised_scores(data: dict, path: Path) -> None:
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.axvline(1, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel("normalised score (random 0, best setting 1): mean, 95% CI")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def markdown_normalised_scores(data: dict, image: str) -> list[str]:

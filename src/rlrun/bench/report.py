@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rlrun.bench import stats
-from rlrun.bench.figures import FIGURES, Context, drawable, parse_figures
+from rlrun.bench.figures import FIGURES, Context, drawable, parse_figures, save_figure
 from rlrun.bench.runs import Run, final_episodes, group, read_runs
 from rlrun.cli import CONF_DIR
 from rlrun.config import ConfigError
@@ -143,9 +143,7 @@ def plot_curves(rows: dict[tuple[str, str], list[Run]], path: Path) -> None:
         ax.set_xlabel("environment steps")
         ax.set_ylabel("evaluation return")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_profiles(aggregates: dict[str, dict], path: Path) -> None:
@@ -162,9 +160,7 @@ def plot_profiles(aggregates: dict[str, dict], path: Path) -> None:
     ax.set_xlabel("normalised score tau")
     ax.set_ylabel("fraction of runs with score > tau")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def bench_invocations(roots: list[Path]) -> list[dict]:
