@@ -208,9 +208,11 @@ def dqn_suite(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def a3c_suite(tmp_path_factory) -> Path:
-    """A3C with 1 and 2 workers, one seed of 500 steps each: the workers figure."""
+    """A3C with 1 and 2 workers, one seed of 3,000 steps each: the workers figure. (At 500 steps a quiet
+    machine's workers, ~14k steps/s, could finish before the runner's first evaluation: one eval.csv row,
+    no rate between two.)"""
     quick = ["algo.report_every=125"]
-    return run_suite(tmp_path_factory.mktemp("a3c"), "workers", seeds=[0], total_steps=500, eval_every_steps=250,
+    return run_suite(tmp_path_factory.mktemp("a3c"), "workers", seeds=[0], total_steps=3000, eval_every_steps=1000,
                      eval_episodes=2, figures=["workers"],
                      entries=[{"label": "a3c-1w", "algo": "a3c", "overrides": ["hardware.workers=1", *quick]},
                               {"label": "a3c-2w", "algo": "a3c", "overrides": ["hardware.workers=2", *quick]}])
