@@ -48,6 +48,7 @@ class Spec:
     algo: str
     total_steps: int
     overrides: list[str]
+    gpu_only: bool = False  # compared with another run on the GPU, not with itself on the CPU
 
 
 @dataclass
@@ -68,17 +69,21 @@ class Result:
 
 def specs(a3c_workers: int, scale: float, fallback_env: bool) -> tuple[str, list[Spec]]:
     """The runs: the brief's budgets on HalfCheetah (PPO 20k, SAC 3k with 1k random steps first,
-    A3C 20k); Pendulum when MuJoCo cannot run here. `scale` shrinks budgets for a quick rehearsal."""
+    A3C 20k); Pendulum when MuJoCo cannot run here. `scale` shrinks budgets for a quick rehearsal.
+    sac_compiled is SAC with algo.compile=true (torch.compile, CUDA graphs on a GPU), compared with
+    the eager SAC on the GPU; its CPU slot is not run (compiling on a CPU is slower than eager, and
+    that is measured by tests/test_offpolicy_continuous_compile.py and the README)."""
     env = "Pendulum" if fallback_env else "HalfCheetah"
 
     def steps(n: int) -> int:
         return max(int(n * scale), 1)
 
+    # learning_starts as a config key: an algo file under `# @package _global_` keeps it under algo.
+    sac = [f"algo.learning_starts={steps(1_000)}", f"algo.steps_per_iteration={max(steps(1_000) // 2, 1)}"]
     return env, [
         Spec("ppo", "ppo", steps(20_000), []),
-        # learning_starts as a config key: an algo file under `# @package _global_` keeps it under algo.
-        Spec("sac", "sac", steps(3_000), [f"algo.learning_starts={steps(1_000)}",
-                                          f"algo.steps_per_iteration={max(steps(1_000) // 2, 1)}"]),
+        Spec("sac", "sac", steps(3_000), sac),
+        Spec("sac_compiled", "sac", steps(3_000), [*sac, "algo.compile=true"], gpu_only=True),
         # K actor-learner processes on K cores; rows every 5k steps, so that the steady rate is the
         # mean of a few rows after the workers' start-up.
         Spec("a3c", "a3c", steps(20_000), [f"hardware.workers={a3c_workers}",
@@ -244,14 +249,15 @@ def fmt(value: float, digits: int = 0) -> str:
 
 def table(results: dict[tuple[str, str], Result], labels: list[str], slots: tuple[str, str]) -> str:
     gpu, cpu = slots
-    lines = [f"{'run':5} | {gpu + ' steps/s':>13} | {cpu + ' steps/s':>13} | {'ratio':>5} | "
+    width = max(len(label) for label in labels)
+    lines = [f"{'run':{width}} | {gpu + ' steps/s':>13} | {cpu + ' steps/s':>13} | {'ratio':>5} | "
              f"{gpu + ' steady':>11} | {cpu + ' steady':>11} | {gpu + ' return':>11} | {cpu + ' return':>11} | "
              f"{gpu + ' s':>6} | {cpu + ' s':>6}",
-             "-" * 123]
+             "-" * (118 + width)]
     for label in labels:
         g, c = results[(label, gpu)], results[(label, cpu)]
         ratio = g.steps_per_second / c.steps_per_second if finite(g.steps_per_second) and finite(c.steps_per_second) else math.nan
-        lines.append(f"{label:5} | {fmt(g.steps_per_second):>13} | {fmt(c.steps_per_second):>13} | {fmt(ratio, 2):>5} | "
+        lines.append(f"{label:{width}} | {fmt(g.steps_per_second):>13} | {fmt(c.steps_per_second):>13} | {fmt(ratio, 2):>5} | "
                      f"{fmt(g.steady_sps):>11} | {fmt(c.steady_sps):>11} | {fmt(g.final_return, 1):>11} | "
                      f"{fmt(c.final_return, 1):>11} | {fmt(g.seconds, 1):>6} | {fmt(c.seconds, 1):>6}")
     return "\n".join(lines)
@@ -278,7 +284,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the table, results and checkpoints")
     parser.add_argument("--cpu-only", action="store_true", help="hardware=cpu in place of hardware=gpu (a rehearsal)")
-    parser.add_argument("--only", default="ppo,sac,a3c", help="comma-separated subset of ppo,sac,a3c")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated subset of ppo,sac,sac_compiled,a3c (default: all of them; "
+                             "with --cpu-only all but sac_compiled)")
     parser.add_argument("--a3c-workers", type=int, default=8, help="A3C actor-learner processes (hardware.workers)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget (e.g. 0.1 for a smoke test)")
     parser.add_argument("--budget-seconds", type=float, default=240.0, help="stop starting runs after this long")
@@ -295,7 +303,11 @@ def main() -> int:
         return 2
     fallback = args.env == "Pendulum" or (args.env == "auto" and not mujoco_works())
     env, runs = specs(args.a3c_workers, args.scale, fallback)
-    wanted = args.only.split(",")
+    wanted = args.only.split(",") if args.only else [s.label for s in runs if not (args.cpu_only and s.gpu_only)]
+    unknown = sorted(set(wanted) - {spec.label for spec in runs})
+    if unknown:
+        print(f"gpu_check: --only names unknown runs {unknown}; choose from {[s.label for s in runs]}", file=sys.stderr)
+        return 2
     runs = [spec for spec in runs if spec.label in wanted]
     slots = ("gpu", "cpu")
     hardware = {"gpu": "cpu" if args.cpu_only else "gpu", "cpu": "cpu"}
@@ -309,6 +321,9 @@ def main() -> int:
         for spec in runs:
             for slot in slots:
                 result = results[(spec.label, slot)] = Result(spec.label, slot, hardware[slot])
+                if slot == "cpu" and spec.gpu_only:
+                    result.status = "not run (compared on the gpu)"
+                    continue
                 left = args.budget_seconds - (time.perf_counter() - started)
                 if left < 20:
                     result.status = "skipped (time budget spent)"
@@ -331,8 +346,13 @@ def main() -> int:
     print("\n== steps/s (summary.json's steps_per_second: env steps over time inside the algorithm; "
           "steady: mean of metrics.csv's per-row rates after the first row" + (" and SAC's random phase)" if "sac" in labels else ")"))
     print(table(results, labels, slots))
+    if ("sac", "gpu") in results and ("sac_compiled", "gpu") in results:
+        eager, compiled_run = results[("sac", "gpu")], results[("sac_compiled", "gpu")]
+        print(f"sac_compiled against eager sac, both in the gpu slot: {fmt(compiled_run.steady_sps / eager.steady_sps, 2)}x "
+              f"steady ({fmt(compiled_run.steady_sps)} vs {fmt(eager.steady_sps)} steps/s), "
+              f"{fmt(compiled_run.steps_per_second / eager.steps_per_second, 2)}x overall (compilation included)")
     failed = [f"{r.label} {r.profile}: {r.status}" + "".join(f"; {p}" for p in r.problems)
-              for r in results.values() if r.status != "ran" or r.problems]
+              for r in results.values() if not (r.status == "ran" or r.status.startswith("not run (")) or r.problems]
     load_ok, load_note = None, "not asked for"
     if args.load_check and any(r.checkpoint for r in results.values()):
         left = args.budget_seconds + 60 - (time.perf_counter() - started)

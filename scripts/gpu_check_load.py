@@ -32,8 +32,10 @@ from rlrun.run import evaluate
 
 # Shorter iterations for step 3 where the algorithm has such a key: one iteration of A3C is
 # report_every steps, of SAC steps_per_iteration; SAC's replay buffer is not in the checkpoint
-# (checkpoint.replay=false), so it refills learning_starts transitions before it trains again.
-CHECK_OVERRIDES = {"report_every": 500, "steps_per_iteration": 500, "learning_starts": 256}
+# (checkpoint.replay=false), so it refills learning_starts transitions before it trains again. A run
+# trained with algo.compile=true is checked eagerly: compilation changes no saved state, and a
+# CPU-only machine would spend a minute compiling for one iteration.
+CHECK_OVERRIDES = {"report_every": 500, "steps_per_iteration": 500, "learning_starts": 256, "compile": False}
 
 
 def load_cpu(path: Path) -> tuple[dict, Counter]:
