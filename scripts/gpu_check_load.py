@@ -110,10 +110,15 @@ def check(path: Path, expect_cuda: bool = False) -> list[str]:
             problems.append(f"evaluation return {episode_return}")
         learning = algo.learn()
         try:
-            metrics = next(learning)
+            # Up to three iterations: A3C's workers report on their own clock, and a window whose
+            # reports have not reached the main process yet has no losses.
+            for _ in range(3):
+                metrics = next(learning)
+                losses = {k: v for k, v in metrics.items() if "loss" in k}
+                if losses:
+                    break
         finally:
             learning.close()
-        losses = {k: v for k, v in metrics.items() if "loss" in k}
         print(f"  one more iteration on the CPU: step {state['global_step']:,} -> {metrics['global_step']:,}; "
               + ", ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in losses.items()), flush=True)
         if metrics["global_step"] <= state["global_step"]:

@@ -219,10 +219,14 @@ class A3C:
                             sums += message[4]
                             updates += message[5]
                     self.acting_net.refresh()
-                    policy_loss, value_loss, entropy, grad_norm = (sums / max(updates, 1)).tolist()
-                    yield {"global_step": self.global_step, "episodic_returns": returns, "episodic_lengths": lengths,
-                           "train/policy_loss": policy_loss, "train/value_loss": value_loss,
-                           "train/entropy": entropy, "train/grad_norm": grad_norm, "train/updates": float(updates)}
+                    metrics = {"global_step": self.global_step, "episodic_returns": returns,
+                               "episodic_lengths": lengths, "train/updates": float(updates)}
+                    if updates:
+                        # A window whose workers' reports have not arrived yet has no means: its loss
+                        # cells stay empty rather than read as losses of 0.
+                        names = ("train/policy_loss", "train/value_loss", "train/entropy", "train/grad_norm")
+                        metrics.update(zip(names, (sums / updates).tolist()))
+                    yield metrics
                     returns, lengths, sums, updates = [], [], np.zeros(4), 0
                     next_report = self.global_step + self.cfg.report_every
                     if finished:
