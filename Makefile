@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: train test test-fast bench clean-outputs
+.PHONY: train test test-fast bench peers clean-outputs
 
 $(BIN)/.installed: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,8 @@ test-fast: $(BIN)/.installed
 ## Speed against Stable-Baselines3 / sb3-contrib, alternating rounds (ARGS="--algos ppo,a2c,trpo,sac,td3,dqn").
 bench: $(BIN)/.installed
 	$(BIN)/python scripts/bench_speed.py $(ARGS)
+
+## The peers' venv for scripts/bench_atari.py (.venv-peers: CleanRL's ppo_atari_envpool.py from its wheel, gym 0.23.1,
+## envpool 0.8.4, the same torch); ~1 minute, ~1.3 GB.
+peers:
+	bash scripts/setup_peers.sh
