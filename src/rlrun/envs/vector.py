@@ -271,7 +271,8 @@ class VecEnv:
 
     def normalize_obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
         if self.obs_rms is None:
-            return obs.astype(np.float32, copy=False)
+            # uint8 pixels stay uint8 (4x smaller in rollouts and transfers; the CNN scales them).
+            return obs if obs.dtype == np.uint8 else obs.astype(np.float32, copy=False)
         if update:
             self.obs_rms.update(obs)
         normalized = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
