@@ -15,7 +15,7 @@ from rlrun.config import POSITIVE, ConfigError, from_config, one_of, rule
 class HardwareConfig:
     device: str
     torch_threads: int = rule(POSITIVE)
-    vector_backend: str = rule(one_of("sync", "async"))
+    vector_backend: str = rule(one_of("sync", "async", "envpool"))
     workers: int = rule(POSITIVE)
 
 

@@ -34,6 +34,10 @@ from rlrun.envs.state import EnvStateError, generator_state, get_env_state, set_
 
 log = logging.getLogger("rlrun")
 
+# Why a backend's episodes in flight cannot go into a checkpoint (a resumed run starts fresh ones).
+UNSAVED = {"async": "the async vector backend keeps its envs in worker processes",
+           "envpool": "envpool keeps its envs in C++, whose state it cannot save"}
+
 
 @dataclass
 class EnvConfig:
@@ -176,6 +180,18 @@ class SerialEnvs:
             env.close()
 
 
+def envpool_or_sync(cfg: EnvConfig, num_envs: int, seed: int, factories: list) -> tuple[Any, str]:
+    """EnvPool's envs where it can run `cfg` as the gymnasium path would; else the sync backend, with one
+    line saying why, and training goes on."""
+    from rlrun.envs.envpool_backend import EnvPoolEnvs, Unsupported  # imports envpool only when asked for
+
+    try:
+        return EnvPoolEnvs(cfg, num_envs, seed, spaces_of(cfg)), "envpool"
+    except Unsupported as reason:
+        log.warning("hardware.vector_backend=envpool: %s; stepping %s with the sync backend", reason, cfg.id)
+        return SerialEnvs(factories), "sync"
+
+
 def clip(x: np.ndarray, bound: float) -> np.ndarray:
     """np.clip(x, -bound, bound) without np.clip's Python-level overhead (this runs every step)."""
     return np.minimum(np.maximum(x, -bound), bound)
@@ -188,12 +204,15 @@ class VecEnv:
     def __init__(self, cfg: EnvConfig, num_envs: int, seed: int, backend: str = "sync",
                  gamma: float = 0.99, training: bool = True):
         factories = [partial(make_env, cfg)] * num_envs
-        if backend == "sync":
+        if backend == "envpool":
+            self.envs, backend = envpool_or_sync(cfg, num_envs, seed, factories)
+        elif backend == "sync":
             self.envs = SerialEnvs(factories)
         elif backend == "async":
             self.envs = gym.vector.AsyncVectorEnv(factories, autoreset_mode=AutoresetMode.SAME_STEP)
         else:
-            raise ConfigError(f"hardware.vector_backend must be sync or async (got {backend!r})")
+            raise ConfigError(f"hardware.vector_backend must be sync, async or envpool (got {backend!r})")
+        self.backend = backend
         self.cfg = cfg
         self.num_envs = num_envs
         self.seed = seed
@@ -311,7 +330,7 @@ class VecEnv:
 
     def episodes_state(self) -> dict:
         if not isinstance(self.envs, SerialEnvs):
-            raise EnvStateError("the async vector backend keeps its envs in worker processes")
+            raise EnvStateError(UNSAVED[self.backend])
         return {"env_id": self.cfg.id, "num_envs": self.num_envs, **self.envs.state_dict(),
                 "action_space": generator_state(self.action_space),
                 "episode_return": torch.from_numpy(self.episode_return.copy()),
@@ -345,7 +364,7 @@ class VecEnv:
             return (f"they are {episodes['num_envs']} episodes of {episodes['env_id']}, "
                     f"not {self.num_envs} of {self.cfg.id}")
         if not isinstance(self.envs, SerialEnvs):
-            return "the async vector backend keeps its envs in worker processes"
+            return UNSAVED[self.backend]
         try:
             self.restored_obs = self.envs.load_state_dict(episodes)
         except EnvStateError as error:
