@@ -96,6 +96,9 @@ class TD3(OffPolicy):
         self.numpy_actor = numpy_actor(self.actor.net, device)  # after flattening: it views the parameters
         self.critic_order = self.critic.checkpoint_order()
         self.update_fns = compiled(self, ("critic_loss", "actor_loss"), cfg.compile, device)
+        # Plain MLPs (no batch norm), eager: both updates' backward passes written out (rlrun.nets.backprop),
+        # autograd's gradients without its graph; algo.compile=true leaves them to Inductor.
+        self.manual_backward = self.critic.has_manual_backward and self.actor.has_manual_backward and not cfg.compile
 
     @classmethod
     def parse_config(cls, cfg) -> TD3Config:
@@ -114,22 +117,52 @@ class TD3(OffPolicy):
 
     # --- learning -----------------------------------------------------------------------------------
 
+    @torch.no_grad()
+    def target(self, rewards: torch.Tensor, terminated: torch.Tensor, next_obs: torch.Tensor,
+               noise: torch.Tensor) -> torch.Tensor:
+        """The clipped double-Q target (eq. 10) of the smoothed target action (eq. 14, from standard
+        normal `noise`)."""
+        cfg = self.cfg
+        next_action = smoothed_target_action(self.actor_target(next_obs), noise, cfg.policy_noise, cfg.noise_clip,
+                                             self.low, self.high, self.half_range_t)
+        return clipped_double_q_target(rewards, terminated, *self.critic_target(next_obs, next_action), cfg.gamma)
+
     def critic_loss(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor,
                     next_obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both critics' mean squared errors to the clipped double-Q target (eq. 10) of the smoothed
-        target action (eq. 14, from standard normal `noise`), summed: one backward, and each critic's
+        """Both critics' mean squared errors to the target, summed: one backward, and each critic's
         gradient is its own loss's. Returns it and [Q1; Q2](s, a)."""
-        cfg = self.cfg
-        with torch.no_grad():
-            next_action = smoothed_target_action(self.actor_target(next_obs), noise, cfg.policy_noise, cfg.noise_clip,
-                                                 self.low, self.high, self.half_range_t)
-            y = clipped_double_q_target(rewards, terminated, *self.critic_target(next_obs, next_action), cfg.gamma)
+        y = self.target(rewards, terminated, next_obs, noise)
         q = self.critic(obs, actions)  # both critics in one batched forward
         return (q - y).square().mean(-1).sum(), q
+
+    @torch.no_grad()
+    def critic_backward_by_hand(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+                                terminated: torch.Tensor, next_obs: torch.Tensor, noise: torch.Tensor
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """critic_loss(...) and its backward without autograd's graph (rlrun.nets.backprop): the
+        gradient of sum_i 1/N sum (Q_i - y)^2 with respect to Q_i is 2 (Q_i - y) / N, then each
+        critic's chain rule. Writes the critics' gradients; returns the loss and [Q1; Q2](s, a)."""
+        y = self.target(rewards, terminated, next_obs, noise)
+        q, saved = self.critic.forward_saving(obs, actions)
+        error = q - y
+        loss = error.square().mean(-1).sum()
+        self.critic.backward(saved, error.mul_(2.0 / len(y)))
+        return loss, q
 
     def actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic policy gradient through Q_1 alone (DDPG eq. 6)."""
         return -self.critic.q1(obs, self.actor(obs)).mean()
+
+    @torch.no_grad()
+    def actor_backward_by_hand(self, obs: torch.Tensor) -> torch.Tensor:
+        """actor_loss(obs) and its backward without autograd's graph: d loss / d Q_1 = -1/N per row,
+        carried to the action through Q_1 (its weights constants: grad_a Q_1 only), then through mu
+        into the actor's gradient (DDPG eq. 6's chain rule). Returns the loss."""
+        action, saved_actor = self.actor.forward_saving(obs)
+        q1, saved_q1 = self.critic.q1_saving(obs, action)
+        grad_action = self.critic.q1_action_grad(saved_q1, torch.full_like(q1, -1.0 / len(q1)))
+        self.actor.backward(saved_actor, grad_action)
+        return -q1.mean()
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -137,20 +170,26 @@ class TD3(OffPolicy):
         self.update_fns.step_begin()
         # Drawn outside the loss, so that a compiled update draws the same numbers as an eager one.
         noise = torch.randn(obs.shape[0], self.low.shape[0], generator=self.update_generator, device=obs.device)
-        critic_loss, q = self.update_fns.critic_loss(obs, batch["actions"], batch["rewards"], batch["terminated"],
-                                                     batch["next_obs"], noise)
-        self.critic_flat.grad.zero_()
-        critic_loss.backward()
+        inputs = (obs, batch["actions"], batch["rewards"], batch["terminated"], batch["next_obs"], noise)
+        if self.manual_backward:
+            critic_loss, q = self.critic_backward_by_hand(*inputs)
+        else:
+            critic_loss, q = self.update_fns.critic_loss(*inputs)
+            self.critic_flat.grad.zero_()
+            critic_loss.backward()
         self.critic_optimizer.step()
         metrics = {"train/critic_loss": critic_loss.detach(), "train/q": q[0].detach().mean()}
 
         if self.gradient_updates % cfg.policy_delay == 0:
             # Delayed policy update (Q_1's batch norm, if any, recorded this minibatch in the critics'
             # loss: here it only normalises).
-            with frozen(self.critic_params), batch_statistics_only(self.critic):
-                actor_loss = self.update_fns.actor_loss(obs)
-                self.actor_flat.grad.zero_()
-                actor_loss.backward()
+            if self.manual_backward:
+                actor_loss = self.actor_backward_by_hand(obs)
+            else:
+                with frozen(self.critic_params), batch_statistics_only(self.critic):
+                    actor_loss = self.update_fns.actor_loss(obs)
+                    self.actor_flat.grad.zero_()
+                    actor_loss.backward()
             self.actor_optimizer.step()
             soft_update(self.targets, self.sources, cfg.tau)
             metrics["train/actor_loss"] = actor_loss.detach()  # averaged over the updates that have one

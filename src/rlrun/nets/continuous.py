@@ -31,6 +31,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rlrun.nets.backprop import (ACTIVATION_TYPES, IN_PLACE, SequentialMLP, activation_backward_,
+                                 stacked_affine_backward)
 from rlrun.nets.mlp import MLPConfig, mlp
 from rlrun.nets.numpy_mlp import ACTIVATIONS
 
@@ -131,9 +133,13 @@ class TwinQ(nn.Module):
             # [2, 1, out]: broadcast over the batch rows by baddbmm.
             self.register_parameter(f"bias{k}", nn.Parameter(torch.stack([first.bias.detach(),
                                                                           second.bias.detach()])[:, None]))
-        self.activation = INPLACE_ACTIVATIONS[cfg.activation]
+        self.activation_type = ACTIVATION_TYPES[cfg.activation]
+        self.activation = IN_PLACE[self.activation_type]
         # Batch norm on the state input (QCritic's, DDPG section 7), one layer per critic.
         self.obs_norms = nn.ModuleList([c.obs_norm for c in critics]) if cfg.batch_norm else None
+        # The backward written out (`backward`, `q1_action_grad`) covers the plain MLP critics;
+        # with batch norm, autograd differentiates through its statistics.
+        self.has_manual_backward = self.obs_norms is None
         self.register_state_dict_post_hook(_twin_q_state_dict_to_critics)
         self.register_load_state_dict_pre_hook(_twin_q_state_dict_from_critics)
 
@@ -141,28 +147,63 @@ class TwinQ(nn.Module):
         return [(getattr(self, f"weight{k}"), getattr(self, f"bias{k}")) for k in range(self.num_layers)]
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.forward_saving(obs, action)[0]
+
+    def forward_saving(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """[Q1; Q2](s, a) and each layer's input, then the last hidden layer's output (what `backward`
+        needs, under torch.no_grad; under autograd, tensors its graph keeps anyway)."""
         if self.obs_norms is None:
             x = torch.cat([obs, action], -1).expand(2, -1, -1)  # one input, shared (no copy)
         else:
             x = torch.stack([torch.cat([norm(obs), action], -1) for norm in self.obs_norms])
-        layers = self.layers()
+        layers, inputs = self.layers(), []
         for weight, bias in layers[:-1]:
+            inputs.append(x)
             # In place: the product's backward needs its inputs, not its output, and the
             # activation's backward needs only its output; no second [2, batch, hidden] buffer.
             x = self.activation(torch.baddbmm(bias, x, weight.transpose(1, 2)))
+        inputs.append(x)
         weight, bias = layers[-1]
-        return torch.baddbmm(bias, x, weight.transpose(1, 2)).squeeze(-1)
+        return torch.baddbmm(bias, x, weight.transpose(1, 2)).squeeze(-1), inputs
+
+    def backward(self, inputs: list[torch.Tensor], grad_q: torch.Tensor) -> None:
+        """Write every parameter's .grad given grad_q = d loss / d [Q1; Q2] ([2, batch]) and what
+        forward_saving kept: each critic's chain rule, both in one batched product per step (see
+        rlrun.nets.backprop). Without batch norm (`has_manual_backward`)."""
+        grad = grad_q.unsqueeze(-1)
+        layers = self.layers()
+        for k in range(self.num_layers - 1, -1, -1):
+            weight, bias = layers[k]
+            grad = stacked_affine_backward(weight, bias, inputs[k], grad, need_input_grad=k > 0)
+            if k > 0:
+                activation_backward_(self.activation_type, grad, inputs[k])
 
     def q1(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The first critic alone (TD3's actor loss): its slices of the stacked parameters."""
+        return self.q1_saving(obs, action)[0]
+
+    def q1_saving(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Q1(s, a) and each layer's input, then the last hidden layer's output (for `q1_action_grad`)."""
         if self.obs_norms is not None:
             obs = self.obs_norms[0](obs)
         x = torch.cat([obs, action], -1)
-        layers = self.layers()
+        layers, inputs = self.layers(), []
         for weight, bias in layers[:-1]:
+            inputs.append(x)
             x = self.activation(torch.addmm(bias[0], x, weight[0].t()))
+        inputs.append(x)
         weight, bias = layers[-1]
-        return torch.addmm(bias[0], x, weight[0].t()).squeeze(-1)
+        return torch.addmm(bias[0], x, weight[0].t()).squeeze(-1), inputs
+
+    def q1_action_grad(self, inputs: list[torch.Tensor], grad_q1: torch.Tensor) -> torch.Tensor:
+        """d loss / d a given grad_q1 = d loss / d Q1(s, a) ([batch]) and what q1_saving kept, with the
+        critic's weights constants (TD3's actor update needs grad_a Q1 only, DDPG eq. 6): the products
+        for the input gradients alone, the first layer's with its action columns only."""
+        grad = grad_q1.unsqueeze(-1)
+        layers = self.layers()
+        for k in range(self.num_layers - 1, 0, -1):
+            grad = activation_backward_(self.activation_type, grad.mm(layers[k][0][0]), inputs[k])
+        return grad.mm(layers[0][0][0, :, self.obs_dim:])
 
     def checkpoint_order(self) -> torch.Tensor:
         """Index into the concatenated parameters (parameters() order, as in a flat buffer) that lists
@@ -174,9 +215,6 @@ class TwinQ(nn.Module):
             offset += p.numel()
         _twin_q_state_dict_to_critics(self, positions, "", {})  # now two QCritics' keys, in their order
         return torch.cat([index.reshape(-1) for index in positions.values()])
-
-
-INPLACE_ACTIVATIONS = {"relu": torch.relu_, "tanh": torch.tanh_, "elu": F.elu_}
 
 
 def inplace_activations(net: nn.Sequential) -> nn.Sequential:
@@ -237,9 +275,25 @@ class DeterministicActor(nn.Module):
         # Not learned and not checkpointed (they come from the env): buffers only to follow .to(device).
         self.register_buffer("center", torch.from_numpy(center), persistent=False)
         self.register_buffer("half_range", torch.from_numpy(half_range), persistent=False)
+        # The backward written out (`forward_saving`, `backward`) for MLPs without batch norm.
+        self.written_out = SequentialMLP(self.net) if SequentialMLP.supports(self.net) else None
+        self.has_manual_backward = self.written_out is not None
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.center + self.half_range * torch.tanh(self.net(obs))
+
+    def forward_saving(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """mu(s) and what `backward` needs: each layer's input, then tanh of the MLP's output (under
+        torch.no_grad; `has_manual_backward` actors only)."""
+        out, saved = self.written_out.forward_saving(obs)
+        squashed = out.tanh_()  # in place: saved[-1], the MLP's output, becomes tanh of it
+        return self.center + self.half_range * squashed, saved
+
+    def backward(self, saved: list[torch.Tensor], grad_action: torch.Tensor) -> None:
+        """Write every parameter's .grad given grad_action = d loss / d mu(s) (consumed): through the
+        bounds' scale and tanh, then the MLP layer by layer."""
+        grad = activation_backward_(nn.Tanh, grad_action.mul_(self.half_range), saved[-1])
+        self.written_out.backward(saved, grad)
 
 
 def squashed_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor

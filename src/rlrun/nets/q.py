@@ -7,9 +7,10 @@ eq. 8's max) makes V and A identifiable up to a constant and, as the paper repor
 learning. Here each stream is one linear layer on the shared torso's features; the paper's Atari
 network gives each stream its own 512-unit hidden layer.
 
-An MLP Q network also has its backward pass written out (`forward_saving`, `backward`): DQN's loss
-touches one output per row, and on a 256x256 network autograd's graph bookkeeping was ~20% of an
-update on a 2-core CPU. The gradients are autograd's (tests/test_dqn_math.py compares them).
+An MLP Q network also has its backward pass written out (`forward_saving`, `backward`, on
+rlrun.nets.backprop): DQN's loss touches one output per row, and on a 256x256 network autograd's graph
+bookkeeping was ~20% of an update on a 2-core CPU. The gradients are autograd's (tests/test_dqn_math.py
+compares them).
 """
 
 from __future__ import annotations
@@ -20,19 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlrun.nets.backprop import SequentialMLP, affine_backward
 from rlrun.nets.cnn import CNNConfig, NatureCNN
 from rlrun.nets.mlp import ACTIVATIONS, MLPConfig, linear
 from rlrun.nets.numpy_mlp import ACTIVATIONS as NUMPY_ACTIVATIONS
-
-
-# Each activation in place on a fresh tensor, and d activation(z) / dz as a function of its output (what
-# forward_saving keeps).
-IN_PLACE = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_, nn.ELU: lambda z: F.elu_(z)}
-DERIVATIVES = {
-    nn.ReLU: torch.sign,  # 1 where the output is positive, else 0: as floats (a bool mask costs a conversion)
-    nn.Tanh: lambda out: 1 - out * out,
-    nn.ELU: lambda out: torch.where(out > 0, 1.0, out + 1),  # elu(z) = e^z - 1 for z <= 0
-}
 
 
 def dueling_combine(value: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
@@ -64,13 +56,9 @@ class QNetwork(nn.Module):
         else:
             self.torso = mlp_torso(int(np.prod(observation_space.shape)), cfg)
             features = cfg.hidden_sizes[-1]
-        # An MLP torso's layers, for the functional forward and the backward written out (plain lists: the
-        # modules are registered once, in the torso).
-        mlp_layers = list(self.torso) if isinstance(cfg, MLPConfig) else []
-        self.linears = [layer for layer in mlp_layers if isinstance(layer, nn.Linear)]
-        self.activations = [type(layer) for layer in mlp_layers if type(layer) in DERIVATIVES]
-        self.has_manual_backward = bool(mlp_layers) and all(
-            isinstance(layer, (nn.Flatten, nn.Linear)) or type(layer) in DERIVATIVES for layer in mlp_layers)
+        # An MLP torso through torch's functions, for the cheaper forward and the backward written out.
+        self.written_out = SequentialMLP(self.torso) if SequentialMLP.supports(self.torso) else None
+        self.has_manual_backward = self.written_out is not None
         self.dueling = dueling
         if dueling:
             self.value_head = linear(features, 1, 1.0, cfg.ortho_init)
@@ -90,14 +78,10 @@ class QNetwork(nn.Module):
     # --- the backward pass written out, for MLP torsos --------------------------------------------------
 
     def forward_saving(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Q(s, .) and the input of each torso layer, which `backward` needs (call under torch.no_grad).
-        The same function as forward, through torch's functions rather than module calls (cheaper)."""
-        inputs = []
-        x = obs.flatten(1)  # not reshape(len(obs), -1): a traced export (rlrun-eval export=) would fix the batch size
-        for linear, activation in zip(self.linears, self.activations, strict=True):
-            inputs.append(x)
-            x = IN_PLACE[activation](F.linear(x, linear.weight, linear.bias))
-        inputs.append(x)  # the features the heads read
+        """Q(s, .) and the input of each torso layer, then the features, which `backward` needs (call under
+        torch.no_grad). The same function as forward, through torch's functions rather than module calls
+        (cheaper)."""
+        x, inputs = self.written_out.forward_saving(obs)  # x: the features the heads read
         if self.dueling:
             value = F.linear(x, self.value_head.weight, self.value_head.bias)
             return dueling_combine(value, F.linear(x, self.advantage_head.weight, self.advantage_head.bias)), inputs
@@ -111,21 +95,11 @@ class QNetwork(nn.Module):
             # Q = V + A - mean_a A (eq. 9): dV = sum_a dQ, dA = dQ - mean_a dQ.
             grad_v = grad_q.sum(1, keepdim=True)
             grad_a = grad_q - grad_q.mean(1, keepdim=True)
-            grad = affine_backward(self.value_head, features, grad_v)
-            grad += affine_backward(self.advantage_head, features, grad_a)
+            grad = affine_backward(self.value_head.weight, self.value_head.bias, features, grad_v)
+            grad += affine_backward(self.advantage_head.weight, self.advantage_head.bias, features, grad_a)
         else:
-            grad = affine_backward(self.q_head, features, grad_q)
-        for i in range(len(self.linears) - 1, -1, -1):
-            grad.mul_(DERIVATIVES[self.activations[i]](inputs[i + 1]))  # through the activation after linear i
-            grad = affine_backward(self.linears[i], inputs[i], grad, need_input_grad=i > 0)
-
-
-def affine_backward(layer: nn.Linear, x: torch.Tensor, grad_out: torch.Tensor,
-                    need_input_grad: bool = True) -> torch.Tensor | None:
-    """y = x W^T + b: write dW = grad_out^T x and db = sum_batch grad_out; return dx = grad_out W."""
-    torch.mm(grad_out.t(), x, out=layer.weight.grad)
-    torch.sum(grad_out, 0, out=layer.bias.grad)
-    return torch.mm(grad_out, layer.weight) if need_input_grad else None
+            grad = affine_backward(self.q_head.weight, self.q_head.bias, features, grad_q)
+        self.written_out.backward(inputs, grad)
 
 
 class NumpyQ:
