@@ -10,25 +10,25 @@ R_t bootstrapped from V(s_{t_max}), and takes one gradient step on
 4, and the value regression: the squared error of Algorithm S3, with no 1/2, as OpenAI baselines'
 and SB3's `vf_coef * mse`), averaged over the N * t_max samples, with RMSProp (the paper's
 optimiser) or Adam. The settings of OpenAI baselines / Stable-Baselines3 are the defaults.
+With network=cnn (the paper's Atari network, one torso for both outputs) it learns from pixels, with
+`clip_reward` as in the paper's Atari experiments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import torch
 
-from rlrun.algos.onpolicy import act, build_actor_critic, collect_rollout, dist_params_and_value, make_buffer
+from rlrun.algos.onpolicy import act, build_networks, collect_rollout, dist_params_and_value, make_buffer
 from rlrun.algos.ppo import explained_variance
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, one_of, rule
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
-from rlrun.nets import ActorCritic, MLPConfig, NumpyActorCritic
-from rlrun.nets.flat import clip_grad_norm_, flatten_parameters
-from rlrun.nets.merged import MergedActorCritic
+from rlrun.nets import ActorCritic, CNNConfig, MLPConfig
+from rlrun.nets.flat import clip_grad_norm_
 from rlrun.optim import Adam, RMSprop
 
 
@@ -49,6 +49,7 @@ class A2CConfig:
     max_grad_norm: float = rule(POSITIVE)
     shared_torso: bool
     log_interval: int = rule(POSITIVE)
+    clip_reward: bool = False  # (a default: configs saved before the key existed still load)
 
 
 def make_optimizer(name: str, flat: torch.nn.Parameter, lr: float, alpha: float, eps: float,
@@ -70,7 +71,7 @@ def actor_critic_loss(net: ActorCritic, batch: dict[str, torch.Tensor], ent_coef
                       norm_adv: bool, forward: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The loss of Algorithm S3 over a batch, and, detached, [policy loss, value loss, entropy].
     `forward(obs)` gives pi's parameters and V(s) (default: the modules of `net`)."""
-    params, values = (forward or partial(dist_params_and_value, net))(batch["obs"])
+    params, values = forward(batch["obs"]) if forward is not None else dist_params_and_value(net, batch["obs"])
     log_probs = net.dist.log_prob(params, batch["actions"])
     # A_t = R_t - V(s_t) of the rollout's (old) critic: a constant of the policy gradient.
     advantages = batch["advantages"]
@@ -89,7 +90,7 @@ class A2C:
 
     action_spaces = ("discrete", "continuous")
 
-    def __init__(self, cfg: A2CConfig, env: VecEnv, network: MLPConfig, hardware: Hardware, seed: int,
+    def __init__(self, cfg: A2CConfig, env: VecEnv, network: MLPConfig | CNNConfig, hardware: Hardware, seed: int,
                  total_steps: int):
         if env.num_envs != cfg.num_envs:
             raise ValueError(f"env has {env.num_envs} copies, algo.num_envs is {cfg.num_envs}")
@@ -98,13 +99,13 @@ class A2C:
         self.device = hardware.device
         self.total_steps = total_steps
         torch.manual_seed(seed)
-        self.net = build_actor_critic(env, network, cfg.shared_torso).to(self.device)
-        # Separate networks are evaluated as one (rlrun.nets.merged), as in PPO; a shared torso runs once.
-        self.merged = None if cfg.shared_torso else MergedActorCritic(self.net)
-        self.flat_params = flatten_parameters(self.net) if self.merged is None else self.merged.flat
+        # Separate MLPs are evaluated as one (rlrun.nets.merged), as in PPO; a shared torso runs once; a
+        # CNN (always one torso) learns and acts in torch (rlrun.algos.onpolicy.build_networks).
+        self.networks = build_networks(env, network, self.device, cfg.shared_torso)
+        self.net, self.merged, self.acting_net = self.networks.net, self.networks.forward, self.networks.acting
+        self.flat_params = self.networks.flat
         self.optimizer = make_optimizer(cfg.optimizer, self.flat_params, cfg.learning_rate, cfg.rmsprop_alpha,
                                         cfg.optimizer_eps)
-        self.acting_net = NumpyActorCritic(self.net)
         self.generator = torch.Generator().manual_seed(seed)
         self.buffer = make_buffer(env, cfg.num_steps, cfg.num_envs, self.net)
         self.global_step = 0
@@ -125,7 +126,7 @@ class A2C:
             sums = torch.zeros(4, device=self.device)
             for _ in range(self.cfg.log_interval):
                 self.next_obs = collect_rollout(self.env, self.buffer, self.acting_net, self.generator,
-                                                self.next_obs)
+                                                self.next_obs, self.cfg.clip_reward)
                 self.global_step += self.cfg.num_envs * self.cfg.num_steps
                 sums += self.update()
             policy_loss, value_loss, entropy, grad_norm = (sums / self.cfg.log_interval).tolist()
@@ -164,15 +165,12 @@ class A2C:
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "generator": self.generator.get_state(), "global_step": self.global_step,
-                "flat_layout": "module" if self.merged is None else "merged"}
+                "flat_layout": self.networks.layout}
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
-        optimizer = state["optimizer"]
-        if self.merged is not None and state.get("flat_layout") != "merged":
-            # Saved before the merged network: the optimiser's statistics in net.parameters() order.
-            optimizer = self.merged.optimizer_state_from_module_order(optimizer)
-        self.optimizer.load_state_dict(optimizer)
+        # (Saved before the merged network: the optimiser's statistics in net.parameters() order.)
+        self.optimizer.load_state_dict(self.networks.optimizer_state(state["optimizer"], state.get("flat_layout")))
         self.generator.set_state(state["generator"])
         self.global_step = state["global_step"]
         self.acting_net.refresh()

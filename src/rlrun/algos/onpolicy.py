@@ -1,29 +1,81 @@
-"""What the actor-critic on-policy algorithms (A2C, A3C, TRPO) share: collecting a rollout, acting,
-and an optional torso shared between actor and critic.
-
-PPO's `collect_rollout` is the same loop; it can use this one (see ppo.py).
+"""What the actor-critic on-policy algorithms (PPO, A2C, A3C, TRPO) share: the networks, collecting
+a rollout, acting, and an optional torso shared between actor and critic.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 from torch import nn
 
+from rlrun.config import ConfigError
 from rlrun.data import RolloutBuffer
 from rlrun.envs import VecEnv
-from rlrun.nets import ActorCritic, MLPConfig, NumpyActorCritic
+from rlrun.nets import ActorCritic, CNNConfig, MLPConfig, NumpyActorCritic
+from rlrun.nets.cnn_actor_critic import CNNActorCritic, TorchActorCritic
+from rlrun.nets.flat import flatten_parameters
+from rlrun.nets.merged import MergedActorCritic
 from rlrun.nets.mlp import linear
 
 
-def collect_rollout(env: VecEnv, buffer: RolloutBuffer, acting_net: NumpyActorCritic, generator: torch.Generator,
-                    next_obs: np.ndarray) -> np.ndarray:
+@dataclass
+class ActorCriticNetworks:
+    """An actor-critic as PPO and A2C learn and act with it, whichever torso the network config names."""
+
+    net: ActorCritic  # the modules: checkpoints, evaluation, export
+    # (obs tensor) -> (distribution parameters, V(s)) with autograd: the loss's pass over a minibatch
+    forward: MergedActorCritic | TorchActorCritic | Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    flat: nn.Parameter  # every parameter in one buffer (and its gradient): the optimiser's, the gradient clip's
+    acting: NumpyActorCritic | TorchActorCritic  # numpy obs -> numpy (params, V); refresh() after each update
+    layout: str  # the order of flat's entries: "merged" (MergedActorCritic's) or "module" (net.parameters())
+
+    def optimizer_state(self, state: dict, saved_layout: str | None) -> dict:
+        """An optimiser state_dict saved with `saved_layout` (None: before checkpoints recorded it, when
+        flat was always in module order), its per-entry statistics moved to this layout."""
+        if self.layout == "merged" and saved_layout != "merged":
+            return self.forward.optimizer_state_from_module_order(state)
+        return state
+
+
+def build_networks(env: VecEnv, network: MLPConfig | CNNConfig, device: torch.device,
+                   shared_torso: bool = False) -> ActorCriticNetworks:
+    """The actor-critic that `network` names, on `device`: the one place where an on-policy algorithm
+    picks the network by type.
+
+    MLP: separate actor and critic evaluated as one network (rlrun.nets.merged: small networks are bound
+    by per-op overhead), or with `shared_torso` the modules themselves; acting in numpy on the CPU
+    (NumpyActorCritic: a torch forward on a few rows costs more in dispatch than in arithmetic).
+    CNN: the Nature CNN shared by both heads (rlrun.nets.cnn_actor_critic), learning and acting in torch
+    on `device`.
+    """
+    if isinstance(network, CNNConfig):
+        shape = env.observation_space.shape
+        if len(shape) != 3:
+            raise ConfigError(f"network=cnn takes image observations (channels, height, width); {env.cfg.id}'s "
+                              f"have shape {shape}: use network=mlp")
+        torch_net = TorchActorCritic(CNNActorCritic(env.observation_space, env.action_space, network).to(device))
+        return ActorCriticNetworks(torch_net.net, torch_net, torch_net.flat, torch_net, "module")
+    net = build_actor_critic(env, network, shared_torso).to(device)
+    if shared_torso:
+        flat = flatten_parameters(net)
+        return ActorCriticNetworks(net, partial(dist_params_and_value, net), flat, NumpyActorCritic(net), "module")
+    merged = MergedActorCritic(net)
+    return ActorCriticNetworks(net, merged, merged.flat, NumpyActorCritic(net), "merged")
+
+
+def collect_rollout(env: VecEnv, buffer: RolloutBuffer, acting_net: NumpyActorCritic | TorchActorCritic,
+                    generator: torch.Generator, next_obs: np.ndarray, clip_reward: bool = False) -> np.ndarray:
     """Run the policy for the buffer's T steps in each env; returns the observation after the last step.
 
-    Acting is numpy on the CPU (NumpyActorCritic): a torch forward on a batch of a few rows costs more
-    in dispatch than in arithmetic. The sampling noise of all T steps is drawn in one call, and the
-    log-probabilities are computed once for the whole rollout. `buffer.finish*` is left to the caller
-    (GAE or n-step returns).
+    `acting_net` maps numpy observations to numpy distribution parameters and values (see
+    build_networks). The sampling noise of all T steps is drawn in one call, and the log-probabilities
+    are computed once for the whole rollout. With `clip_reward` the buffer holds sign(r) (Mnih et al.
+    2015's reward clipping, which PPO's and A3C's Atari results use too); the env still counts the
+    game's score. `buffer.finish*` is left to the caller (GAE or n-step returns).
     """
     dist = acting_net.net.dist
     noise = dist.noise(buffer.log_probs.shape, generator)
@@ -36,7 +88,7 @@ def collect_rollout(env: VecEnv, buffer: RolloutBuffer, acting_net: NumpyActorCr
         buffer.dist_params[t] = params
         buffer.values[t] = value
         next_obs, reward, terminated, truncated, final_obs = env.step(action)
-        buffer.rewards[t] = reward
+        buffer.rewards[t] = np.sign(reward) if clip_reward else reward
         buffer.terminated[t] = terminated
         buffer.ended[t] = terminated | truncated
         if final_obs is not None and truncated.any():
@@ -48,8 +100,11 @@ def collect_rollout(env: VecEnv, buffer: RolloutBuffer, acting_net: NumpyActorCr
 
 def make_buffer(env: VecEnv, num_steps: int, num_envs: int, net: ActorCritic) -> RolloutBuffer:
     action_dtype = np.float32 if env.continuous else np.int64
+    # Observations as the VecEnv hands them over: uint8 pixels stay uint8 (8 envs x 128 steps of Atari
+    # stacks are 29 MB instead of 116 MB; the CNN scales them), anything normalised or not uint8 is float32.
+    pixels = env.observation_space.dtype == np.uint8 and env.obs_rms is None
     return RolloutBuffer(num_steps, num_envs, env.observation_space.shape, env.action_space.shape, action_dtype,
-                         net.dist.num_params)
+                         net.dist.num_params, obs_dtype=np.uint8 if pixels else np.float32)
 
 
 def build_actor_critic(env: VecEnv, network: MLPConfig, shared_torso: bool) -> ActorCritic:

@@ -6,6 +6,10 @@ MuJoCo results depend on (Huang et al. 2022, "The 37 Implementation Details of P
 CleanRL's ppo_continuous_action: orthogonal init, per-minibatch advantage normalisation, clipped value
 loss, global gradient clipping, linear learning-rate annealing, observation and reward normalisation
 (in rlrun.envs), truncated episodes bootstrapped from V(final observation).
+
+From pixels (`network=cnn`, section 6.2 of the paper; conf/tuned/ppo_Pong.yaml) the network is the
+Nature CNN shared by the policy and value heads (rlrun.nets.cnn_actor_critic), rewards are clipped
+to their sign (`clip_reward`), and the settings are those of OpenAI baselines / CleanRL's ppo_atari.
 """
 
 from __future__ import annotations
@@ -17,13 +21,12 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from rlrun.algos.onpolicy import collect_rollout, make_buffer
+from rlrun.algos.onpolicy import build_networks, collect_rollout, make_buffer
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, one_of, rule
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
-from rlrun.nets import ActorCritic, MLPConfig, NumpyActorCritic
+from rlrun.nets import CNNConfig, MLPConfig
 from rlrun.nets.flat import clip_grad_norm_
-from rlrun.nets.merged import MergedActorCritic
 from rlrun.optim import Adam
 
 
@@ -49,6 +52,7 @@ class PPOConfig:
     kl_target: float = rule(POSITIVE)
     kl_beta: float = rule(POSITIVE)
     kl_adaptive: bool
+    clip_reward: bool = False  # (a default: configs saved before the key existed still load)
 
     def __post_init__(self):
         batch = self.num_envs * self.num_steps
@@ -125,7 +129,7 @@ class PPO:
 
     action_spaces = ("discrete", "continuous")
 
-    def __init__(self, cfg: PPOConfig, env: VecEnv, network: MLPConfig, hardware: Hardware, seed: int,
+    def __init__(self, cfg: PPOConfig, env: VecEnv, network: MLPConfig | CNNConfig, hardware: Hardware, seed: int,
                  total_steps: int):
         if env.num_envs != cfg.num_envs:
             raise ValueError(f"env has {env.num_envs} copies, algo.num_envs is {cfg.num_envs}")
@@ -134,16 +138,15 @@ class PPO:
         self.device = device = hardware.device
         self.total_steps = total_steps
         torch.manual_seed(seed)
-        self.net = ActorCritic(env.observation_space, env.action_space, network).to(device)
-        # pi and V of a minibatch in one pass, one batched matmul per layer for both networks, their
-        # parameters one flat buffer (rlrun.nets.merged): small networks are bound by per-op overhead.
-        self.merged = MergedActorCritic(self.net)
-        self.flat_params = self.merged.flat
+        # The network by type (rlrun.algos.onpolicy.build_networks). An MLP: pi and V of a minibatch in
+        # one pass, one batched matmul per layer for both networks (rlrun.nets.merged); acting in numpy on
+        # the CPU with a copy of the learner's parameters refreshed after each update (a CUDA learner sends
+        # them once per update, not a tensor per step). A CNN: one torso for both heads, acting in torch
+        # on the learner's device. Either way the parameters are one flat buffer.
+        self.networks = build_networks(env, network, device)
+        self.net, self.merged, self.acting_net = self.networks.net, self.networks.forward, self.networks.acting
+        self.flat_params = self.networks.flat
         self.optimizer = Adam(self.flat_params, lr=cfg.learning_rate, eps=cfg.adam_eps)  # torch's fused Adam
-        # Acting runs one small batch per env step: in numpy, on the CPU, with a copy of the learner's
-        # parameters refreshed after each update (a CUDA learner sends them once per update, not a
-        # tensor per step; torch dispatch on a batch of one would cost more than the arithmetic).
-        self.acting_net = NumpyActorCritic(self.net)
         self.dist = self.net.dist
         self.generator = torch.Generator().manual_seed(seed)
         self.global_step = 0
@@ -176,7 +179,8 @@ class PPO:
 
     def collect_rollout(self) -> None:
         """Run the policy for num_steps in each env, then compute GAE advantages."""
-        self.next_obs = collect_rollout(self.env, self.buffer, self.acting_net, self.generator, self.next_obs)
+        self.next_obs = collect_rollout(self.env, self.buffer, self.acting_net, self.generator, self.next_obs,
+                                        self.cfg.clip_reward)
         self.global_step += self.cfg.num_steps * self.cfg.num_envs
         self.buffer.finish(self.acting_net.value(self.next_obs), self.cfg.gamma, self.cfg.gae_lambda)
 
@@ -275,15 +279,12 @@ class PPO:
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "generator": self.generator.get_state(), "global_step": self.global_step,
-                "kl_beta": self.kl_beta, "flat_layout": "merged"}
+                "kl_beta": self.kl_beta, "flat_layout": self.networks.layout}
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
-        optimizer = state["optimizer"]
-        if state.get("flat_layout") != "merged":
-            # Saved before the merged network: Adam's moments in net.parameters() order.
-            optimizer = self.merged.optimizer_state_from_module_order(optimizer)
-        self.optimizer.load_state_dict(optimizer)
+        # (An MLP checkpoint saved before the merged network holds Adam's moments in net.parameters() order.)
+        self.optimizer.load_state_dict(self.networks.optimizer_state(state["optimizer"], state.get("flat_layout")))
         self.generator.set_state(state["generator"])
         self.global_step = state["global_step"]
         self.kl_beta = state["kl_beta"]

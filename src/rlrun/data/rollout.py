@@ -61,12 +61,13 @@ def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
 
 class RolloutBuffer:
     """T steps of N envs, preallocated as numpy arrays (writes cost no tensor dispatch); handed to
-    the learner as torch tensors, once per update."""
+    the learner as torch tensors, once per update. Observations keep `obs_dtype` (uint8 pixels stay
+    uint8 up to the network, which scales them)."""
 
     def __init__(self, num_steps: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
-                 action_dtype: np.dtype, num_dist_params: int):
+                 action_dtype: np.dtype, num_dist_params: int, obs_dtype: np.dtype = np.float32):
         shape = (num_steps, num_envs)
-        self.obs = np.zeros(shape + obs_shape, np.float32)
+        self.obs = np.zeros(shape + obs_shape, obs_dtype)
         self.actions = np.zeros(shape + action_shape, action_dtype)
         self.log_probs = np.zeros(shape, np.float32)
         self.dist_params = np.zeros(shape + (num_dist_params,), np.float32)

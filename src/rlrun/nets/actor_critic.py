@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from rlrun.config import ConfigError
+from rlrun.nets.cnn import CNNConfig
 from rlrun.nets.distributions import DiagGaussian, distribution_for
 from rlrun.nets.mlp import MLPConfig, mlp
 from rlrun.nets.numpy_mlp import numpy_layers
@@ -16,10 +17,16 @@ from rlrun.nets.numpy_mlp import numpy_layers
 class ActorCritic(nn.Module):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, cfg: MLPConfig):
         super().__init__()
+        if isinstance(cfg, CNNConfig):
+            raise ConfigError("network=cnn: the CNN actor-critic is PPO's and A2C's (algo=ppo, algo=a2c); "
+                              "this algorithm takes network=mlp")
         if not isinstance(cfg, MLPConfig) or cfg.batch_norm:
             # The acting copy (NumpyActorCritic) computes plain Linear/activation stacks.
             raise ConfigError("the on-policy actor-critics take network=mlp without batch_norm; "
                               "use network=mlp network.batch_norm=false")
+        if len(observation_space.shape) == 3:
+            raise ConfigError(f"image observations of shape {observation_space.shape} need network=cnn "
+                              "(with algo=ppo or algo=a2c)")
         obs_dim = int(np.prod(observation_space.shape))
         self.dist = distribution_for(action_space)
         gaussian = isinstance(self.dist, DiagGaussian)
