@@ -119,3 +119,44 @@ def test_eval_csv_records_values_and_wall_time_across_a_resume(rlrun, tmp_path):
                                                                                for e in mine]))
         assert int(row["value_states"]) > 0 and float(row["value_estimate"]) != 0
         assert 0 < float(row["return_to_go"]) <= 100  # rewards of 1, gamma 0.99: at most 1 / (1 - 0.99)
+
+
+def test_dqn_evaluation_acts_and_checks_values_from_one_q_forward_with_the_same_epsilon_draws():
+    """evaluate() takes the action and Q(s, .) from act_with_q_values, one forward pass a step; its episodes
+    and value check are those of acting with act() and computing q_values() apart (two forward passes, as
+    before), eval_epsilon's random actions included: the same draws from the evaluation generator."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["algo=dqn", "env=CartPole", "algo.gamma=0.5", "env.max_episode_steps=20",
+                                           "algo.eval_epsilon=0.3"])
+    algo_cfg = DQN.parse_config({k: v for k, v in cfg.algo.items() if k != "_target_"})
+    env_cfg = env_config(cfg.env)
+
+    def build() -> tuple[DQN, VecEnv, VecEnv]:
+        env = VecEnv(env_cfg, 1, 0, "sync", algo_cfg.gamma)
+        return DQN(algo_cfg, env, network_config(cfg.network), CPU, 0, 1000), env, VecEnv(
+            env_cfg, 1, 7, "sync", algo_cfg.gamma, training=False)
+
+    algo, env, eval_env = build()
+    forwards = []
+    q_values = algo.q_values
+    algo.q_values = lambda obs: forwards.append(len(obs)) or q_values(obs)  # counts the forward passes
+    result = evaluate(algo, eval_env, env, 6, seed=7)
+    assert len(forwards) == sum(result.lengths)
+
+    reference, _, replay = build()
+    obs = replay.reset(seed=7)
+    returns, segments, max_q, rewards, explored = [], [], [], [], 0
+    while len(returns) < 6:
+        values = reference.q_values(obs)
+        action = reference.act(obs, deterministic=True)
+        explored += int(action[0] != values[0].argmax())
+        max_q.append(float(values[0].max()))
+        obs, reward, terminated, truncated, _ = replay.step(action)
+        rewards.append(float(reward[0]))
+        if terminated[0] or truncated[0]:
+            segments.append(Segment(max_q, rewards, truncated=bool(truncated[0] and not terminated[0])))
+            max_q, rewards = [], []
+        returns += replay.pop_episodes()[0]
+    assert explored > 0  # eval_epsilon's random actions were drawn, and some differ from the greedy one
+    assert result.returns == returns[:6]
+    assert result.values == value_check(segments, 0.5)

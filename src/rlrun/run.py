@@ -236,7 +236,8 @@ def evaluate(algo, eval_env: VecEnv, train_env: VecEnv, episodes: int, seed: int
     """`episodes` episodes of the deterministic policy, observations normalised with the training
     statistics frozen; the same seed every time, so evaluations are comparable (and rlrun-eval replays them).
 
-    An algorithm with `q_values(obs)` (the DQN family) also has its value estimate checked against the
+    An algorithm with `act_with_q_values(obs)` (the DQN family: its evaluation actions and Q(s, .) from
+    one forward pass) also has its value estimate checked against the
     discounted return it actually collects (van Hasselt et al. 2016, Figure 3; rlrun.returns says which
     states count). Those returns are in the learner's terms: episodes end at its terminals (a lost life
     under the Atari "nature" protocol) and rewards are what it learns from (normalised with the frozen
@@ -244,7 +245,7 @@ def evaluate(algo, eval_env: VecEnv, train_env: VecEnv, episodes: int, seed: int
     if eval_env.num_envs != 1:
         raise ValueError(f"evaluate() steps one env (got {eval_env.num_envs}): episodes must finish in order")
     gamma = train_env.gamma  # the algorithm's cfg.gamma, which the training env was built with
-    q_values = getattr(algo, "q_values", None)
+    act_with_q_values = getattr(algo, "act_with_q_values", None)
     clip_reward = bool(getattr(getattr(algo, "cfg", None), "clip_reward", False))
     normalizers = train_env.state_dict()
     eval_env.load_state_dict({"obs_rms": normalizers["obs_rms"], "return_rms": normalizers["return_rms"]})
@@ -257,12 +258,15 @@ def evaluate(algo, eval_env: VecEnv, train_env: VecEnv, episodes: int, seed: int
     max_q: list[float] = []
     rewards: list[float] = []
     while len(returns) < episodes:
-        if q_values is not None:
-            max_q.append(float(q_values(obs)[0].max()))  # before acting: q_values draws no random numbers
-        obs, reward, terminated, truncated, _ = eval_env.step(algo.act(obs, deterministic=True))
+        if act_with_q_values is not None:
+            actions, q = act_with_q_values(obs)
+            max_q.append(float(q[0].max()))
+        else:
+            actions = algo.act(obs, deterministic=True)
+        obs, reward, terminated, truncated, _ = eval_env.step(actions)
         game_return += discount * float(eval_env.raw_reward[0])
         discount *= gamma
-        if q_values is not None:
+        if act_with_q_values is not None:
             rewards.append(float(np.sign(reward[0]) if clip_reward else reward[0]))
             if terminated[0] or truncated[0]:
                 segments.append(Segment(max_q, rewards, truncated=bool(truncated[0] and not terminated[0])))
@@ -274,7 +278,7 @@ def evaluate(algo, eval_env: VecEnv, train_env: VecEnv, episodes: int, seed: int
             discounted.append(game_return)
             game_return, discount = 0.0, 1.0
     return Evaluation(returns[:episodes], lengths[:episodes], discounted[:episodes],
-                      value_check(segments, gamma) if q_values is not None else None)
+                      value_check(segments, gamma) if act_with_q_values is not None else None)
 
 
 def run(cfg: DictConfig, run_dir: Path | None = None, algo_name: str | None = None, env_name: str | None = None,

@@ -167,17 +167,19 @@ class DQN(OffPolicy):
             self.acting_version = self.gradient_updates
         return self.numpy_q(obs)
 
-    def epsilon_greedy(self, obs: np.ndarray, epsilon: float, generator: torch.Generator) -> np.ndarray:
+    def epsilon_greedy(self, obs: np.ndarray, epsilon: float, generator: torch.Generator,
+                       q: np.ndarray | None = None) -> np.ndarray:
+        """Epsilon-greedy actions; `q`, Q(s, .) if the caller has it already (else computed when needed)."""
         # One uniform draw per env decides and, below epsilon, also picks the action: given u < eps,
         # u / eps is uniform on [0, 1), so floor(u / eps * |A|) is a uniform random action.
         u = torch.rand(len(obs), generator=generator, dtype=torch.float64).numpy()
         explore = u < epsilon
         if not explore.any():
-            return self.q_values(obs).argmax(1)
+            return (self.q_values(obs) if q is None else q).argmax(1)
         random_actions = np.minimum((u / epsilon * self.n_actions).astype(np.int64), self.n_actions - 1)
         if explore.all():
             return random_actions  # no forward pass: the greedy action would be discarded
-        return np.where(explore, random_actions, self.q_values(obs).argmax(1))
+        return np.where(explore, random_actions, (self.q_values(obs) if q is None else q).argmax(1))
 
     def explore(self, obs: np.ndarray) -> np.ndarray:
         return self.epsilon_greedy(obs, self.epsilon(), self.generator)
@@ -188,6 +190,14 @@ class DQN(OffPolicy):
         if self.cfg.eval_epsilon > 0:
             return self.epsilon_greedy(obs, self.cfg.eval_epsilon, self.eval_generator)
         return self.q_values(obs).argmax(1)
+
+    def act_with_q_values(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """act(obs) (the evaluation policy, eval_epsilon's draws included) and Q(s, .), from one forward
+        pass: what the runner's evaluation needs for its value check (rlrun.run.evaluate)."""
+        q = self.q_values(obs)
+        if self.cfg.eval_epsilon > 0:
+            return self.epsilon_greedy(obs, self.cfg.eval_epsilon, self.eval_generator, q), q
+        return q.argmax(1), q
 
     # --- learning -------------------------------------------------------------------------------------
 
