@@ -96,6 +96,7 @@ class EnvPoolEnvs:
         self.single_observation_space, self.single_action_space = spaces
         self.atari = cfg.wrappers == "atari"
         self.ids = np.arange(num_envs)
+        self.games = np.ones(num_envs, bool)  # outside Atari every ended episode is a whole game
         self.pool = self.make(seed)
         if self.pool.observation_space.shape != self.single_observation_space.shape or \
                 self.pool.action_space.shape != self.single_action_space.shape:
@@ -115,15 +116,15 @@ class EnvPoolEnvs:
             self.pool = self.make(seed)
         self.fresh = False
         obs, info = self.pool.reset()
-        return self.in_order(obs, info["env_id"]), {}
+        return self.in_order(info["env_id"], obs)[0], {}
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        obs, reward, terminated, truncated, info = self.pool.step(actions, self.ids)
-        order = info["env_id"]
-        obs, reward, terminated, truncated = (self.in_order(x, order) for x in (obs, reward, terminated, truncated))
-        game_over = np.ones(self.num_envs, bool)  # read only where an episode ended
+        obs, reward, terminated, truncated, info = self.pool.step(actions)
+        game_over = self.games  # read only where an episode ended
         if self.atari:  # the game itself ended, not only a life: the step cap, or the ALE's game over
-            game_over = truncated | self.in_order(info["terminated"], order).astype(bool)
+            game_over = info["terminated"].astype(bool) | truncated
+        obs, reward, terminated, truncated, game_over = self.in_order(info["env_id"], obs, reward, terminated,
+                                                                      truncated, game_over)
         ended = np.flatnonzero(terminated | truncated)
         final_obs = None
         if len(ended):
@@ -134,12 +135,13 @@ class EnvPoolEnvs:
             obs[reset_info["env_id"]] = first
         return obs, reward, terminated, truncated, {"final_obs": final_obs, "game_over": game_over}
 
-    def in_order(self, x: np.ndarray, env_id: np.ndarray) -> np.ndarray:
+    def in_order(self, env_id: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         """Rows by env id (a batch of all envs comes back in id order; checked, not assumed)."""
         if (env_id == self.ids).all():
-            return x
-        ordered = np.empty_like(x)
-        ordered[env_id] = x
+            return arrays
+        ordered = tuple(np.empty_like(x) for x in arrays)
+        for x, out in zip(arrays, ordered, strict=True):
+            out[env_id] = x
         return ordered
 
     def close(self) -> None:
