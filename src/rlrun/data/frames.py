@@ -59,7 +59,6 @@ class FrameStackReplay:
         self.pos = 0
         self.size = 0
         self.check_continuity = False  # after load_state_dict: do the envs continue the stored episodes?
-        self.env_index = np.arange(n)
         # Frame slots of a transition's s and s' together, oldest first: steps back from t + 1.
         self.window = np.arange(self.stack, -1, -1)
 
@@ -78,6 +77,16 @@ class FrameStackReplay:
         """Where the frame of env `env` at step `step` (counted as self.steps) lives. Shifted by `history`
         so that the frames before step 0 (written by the first add) come first in the array."""
         return ((step + self.history) % self.frame_rows) * self.num_envs + env
+
+    def row(self, step: int) -> slice:
+        """The transition slots of step `step` (counted as self.steps), env 0 first."""
+        start = (step % self.rows) * self.num_envs
+        return slice(start, start + self.num_envs)
+
+    def frame_row(self, step: int) -> slice:
+        """frame_slots(step, every env): the frames of step `step`, env 0 first."""
+        start = ((step + self.history) % self.frame_rows) * self.num_envs
+        return slice(start, start + self.num_envs)
 
     def step_of(self, index: np.ndarray) -> np.ndarray:
         """The step (counted as self.steps) of the transitions at `index`: the latest step written to
@@ -103,36 +112,43 @@ class FrameStackReplay:
             terminated: np.ndarray, truncated: np.ndarray) -> None:
         """Store one transition per env (arrays with the env index first); `truncated` marks the steps cut
         by a time limit, whose s' is kept although the env resets."""
-        n, env, step = self.num_envs, self.env_index, self.steps
-        index = (step % self.rows) * n + env
+        # A step of every env fills one row of each ring: contiguous slots, written through slices (an
+        # Atari step pays for every numpy call here; index arrays cost several times more than slices).
+        n, step = self.num_envs, self.steps
+        row = self.row(step)
         if self.size == 0:
             # The stacks' older frames came before the buffer (a first step, or a run resumed without its
             # replay): written to the slots before this step's, which no transition uses until they wrap.
             for back in range(1, self.history + 1):
-                self.frames[self.frame_slots(step - back, env)] = obs[:, self.history - back]
-            depth = np.full(n, self.history)
+                self.frames[self.frame_row(step - back)] = obs[:, self.history - back]
+            depth = self.history
         else:
-            previous = ((step - 1) % self.rows) * n + env
+            previous = self.row(step - 1)
             if self.check_continuity:
-                self.end_discontinued(previous, obs)
+                self.end_discontinued(np.arange(previous.start, previous.stop), obs)
             starts = self.ended[previous]
-            for e in np.flatnonzero(starts):
-                if not (obs[e] == obs[e, -1]).all():
-                    raise ValueError("an episode's first observation is not its first frame repeated: this replay "
-                                     "needs frame stacks padded as FrameStackObservation(padding_type='reset')")
-            depth = np.where(starts, 0, np.minimum(self.depth[previous] + 1, self.history))
-        for i in index[self.ended[index]]:  # the transitions overwritten here take their last frames along
-            del self.final_frames[int(i)]
-        self.frames[self.frame_slots(step, env)] = obs[:, -1]
-        self.frames[self.frame_slots(step + 1, env)] = next_obs[:, -1]  # s' of the newest transition
+            depth = np.minimum(self.depth[previous] + 1, self.history)
+            if starts.any():
+                for e in np.flatnonzero(starts):
+                    if not (obs[e] == obs[e, -1]).all():
+                        raise ValueError("an episode's first observation is not its first frame repeated: this "
+                                         "replay needs frame stacks padded as "
+                                         "FrameStackObservation(padding_type='reset')")
+                depth[starts] = 0
+        if self.final_frames and self.ended[row].any():  # the transitions overwritten here take their last frames along
+            for i in row.start + np.flatnonzero(self.ended[row]):
+                del self.final_frames[int(i)]
+        self.frames[self.frame_row(step)] = obs[:, -1]
+        self.frames[self.frame_row(step + 1)] = next_obs[:, -1]  # s' of the newest transition
         ended = np.logical_or(terminated, truncated)
-        for e in np.flatnonzero(ended):
-            self.final_frames[int(index[e])] = next_obs[e, -1].astype(self.frames.dtype)
-        self.actions[index] = actions
-        self.rewards[index] = rewards
-        self.terminated[index] = terminated
-        self.ended[index] = ended
-        self.depth[index] = depth
+        if ended.any():
+            for e in np.flatnonzero(ended):
+                self.final_frames[row.start + int(e)] = next_obs[e, -1].astype(self.frames.dtype)
+        self.actions[row] = actions
+        self.rewards[row] = rewards
+        self.terminated[row] = terminated
+        self.ended[row] = ended
+        self.depth[row] = depth
         self.steps += 1
         self.pos = (self.steps % self.rows) * n
         self.size = min(self.size + n, self.capacity)
