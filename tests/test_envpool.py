@@ -108,14 +108,36 @@ def test_envpool_steps_are_same_step_final_obs_rows_and_seeds_are_seed_plus_i(pr
         expected = replay_one_env("Breakout-v5", env.envs.options, 7 + i, list(actions[:, i]))
         for t, ((obs, reward, terminated, truncated, final_obs), (e_obs, e_reward, e_term, e_trunc, e_final)) in \
                 enumerate(zip(rows, expected, strict=True)):
+            # The newest frames (the stacks' older frames at an episode's start: test_stacks_start_...).
             assert (terminated[i], truncated[i]) == (e_term, e_trunc), t
-            np.testing.assert_array_equal(obs[i], e_obs)  # after an end: the next episode's first observation
+            np.testing.assert_array_equal(obs[i, -1], e_obs[-1])  # after an end: the next episode's first
             assert reward[i] == e_reward
             if e_final is not None:
-                np.testing.assert_array_equal(final_obs[i], e_final)  # the last observation of the ended one
+                np.testing.assert_array_equal(final_obs[i, -1], e_final[-1])  # the last of the ended one
             ends["terminated"] += int(e_term)
             ends["truncated"] += int(e_trunc)
     assert ends["truncated"] > 0 and ends["terminated"] > 0
+    env.close()
+
+
+@pytest.mark.parametrize("backend", ["sync", "envpool"])
+def test_stacks_start_each_episode_with_its_first_frame_repeated_after_a_lost_life_too(backend):
+    # What gymnasium's FrameStackObservation gives and DQN's FrameStackReplay rebuilds: a stack moves by one
+    # frame a step within an episode; the first stack of an episode (a new life included) is one frame x4.
+    env = vec("Breakout", backend, 2)
+    rng = np.random.default_rng(1)
+    previous = env.reset()
+    starts = 0
+    for _ in range(300):
+        obs, _, terminated, truncated, final_obs = env.step(rng.integers(4, size=2))
+        for i in range(2):
+            last = final_obs[i] if terminated[i] or truncated[i] else obs[i]
+            np.testing.assert_array_equal(last[:3], previous[i, 1:])
+            if terminated[i] or truncated[i]:
+                assert (obs[i] == obs[i, -1]).all()
+                starts += 1
+        previous = obs
+    assert starts >= 8  # lost lives, not only new games
     env.close()
 
 

@@ -9,8 +9,11 @@ per-frame probability, and `max_episode_steps` counted in agent steps over a who
 switches map onto its options: "nature" is episodic_life=True (a lost life ends the learner's episode;
 info["terminated"] says whether the game ended) and repeat_action_probability=0; "machado" is
 episodic_life=False and 0.25. Rewards are not clipped (reward_clip=False): the algorithms clip.
-Where EnvPool's stack differs in detail: after a lost life it takes a random number of no-ops (as at
-a game's start) instead of one, and it presses FIRE once, not FIRE then action 2.
+Its stack runs on across a lost life, where gymnasium's FrameStackObservation starts each episode with
+its first frame repeated (what DQN's FrameStackReplay rebuilds stacks by): the first 3 stacks of each
+episode are padded here to match. Where EnvPool still differs in detail: after a lost life it takes a
+random number of no-ops (as at a game's start) instead of one, and it presses FIRE once, not FIRE then
+action 2.
 
 EnvPool resets an ended env on the NEXT step (that step ignores the action and pays reward 0); VecEnv
 works in gymnasium's SAME_STEP convention. So after a step in which some envs ended, those envs
@@ -38,6 +41,7 @@ POOL_KEYS = {"num_envs", "batch_size", "num_threads", "max_num_players", "thread
 # ale-py's gymnasium kwargs that EnvPool's Atari envs take (under the same name); frameskip=1 and
 # repeat_action_probability are the atari wrappers' own (rlrun.envs.atari.make_kwargs checks them).
 ATARI_KWARGS = {"full_action_space", "mode", "difficulty"}
+HISTORY = atari.FRAME_STACK - 1  # frames in a stack before its newest
 NO_LIMIT = 2**31 - 1  # EnvPool's step counter is an int: "no cap" is a cap never reached
 
 
@@ -97,6 +101,7 @@ class EnvPoolEnvs:
         self.atari = cfg.wrappers == "atari"
         self.ids = np.arange(num_envs)
         self.games = np.ones(num_envs, bool)  # outside Atari every ended episode is a whole game
+        self.depth = np.zeros(num_envs, int)  # Atari: frames of each env's episode before its newest, at most 3
         self.pool = self.make(seed)
         if self.pool.observation_space.shape != self.single_observation_space.shape or \
                 self.pool.action_space.shape != self.single_action_space.shape:
@@ -116,7 +121,11 @@ class EnvPoolEnvs:
             self.pool = self.make(seed)
         self.fresh = False
         obs, info = self.pool.reset()
-        return self.in_order(info["env_id"], obs)[0], {}
+        obs = self.in_order(info["env_id"], obs)[0]
+        if self.atari:
+            self.depth[:] = 0
+            obs = self.pad_episode_starts(obs)
+        return obs, {}
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         obs, reward, terminated, truncated, info = self.pool.step(actions)
@@ -125,6 +134,9 @@ class EnvPoolEnvs:
             game_over = info["terminated"].astype(bool) | truncated
         obs, reward, terminated, truncated, game_over = self.in_order(info["env_id"], obs, reward, terminated,
                                                                       truncated, game_over)
+        if self.atari:
+            self.depth = np.minimum(self.depth + 1, HISTORY)
+            obs = self.pad_episode_starts(obs)
         ended = np.flatnonzero(terminated | truncated)
         final_obs = None
         if len(ended):
@@ -133,7 +145,22 @@ class EnvPoolEnvs:
             final_obs, obs = obs, obs.copy()
             first, _, _, _, reset_info = self.pool.step(actions[ended], ended)
             obs[reset_info["env_id"]] = first
+            if self.atari:
+                self.depth[ended] = 0
+                obs = self.pad_episode_starts(obs)
         return obs, reward, terminated, truncated, {"final_obs": final_obs, "game_over": game_over}
+
+    def pad_episode_starts(self, obs: np.ndarray) -> np.ndarray:
+        """Atari stacks whose episode is younger than the stack: EnvPool's stack runs on across a lost life,
+        gymnasium's FrameStackObservation (and so DQN's FrameStackReplay, which rebuilds stacks from single
+        frames) starts every episode with its first frame repeated. The frames before that one become it."""
+        young = np.flatnonzero(self.depth < HISTORY)
+        if len(young) and not obs.flags.writeable:
+            obs = obs.copy()
+        for i in young:  # only envs in the first 3 steps of an episode
+            first = HISTORY - self.depth[i]  # the slot of the episode's first frame
+            obs[i, :first] = obs[i, first]
+        return obs
 
     def in_order(self, env_id: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         """Rows by env id (a batch of all envs comes back in id order; checked, not assumed)."""
