@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU profile, proven (issue 11, item 6): PPO, SAC and A3C with hardware=gpu against hardware=cpu
-# on the same machine, each for a short budget; a table of steps/s; finite results; the GPU runs'
-# checkpoints kept in $OUT for scripts/gpu_check_load.py on a CPU-only machine. Under 5 minutes on a
-# 16-core H100 (the per-run timeouts and --budget-seconds in scripts/gpu_check.py make sure of it).
+# The GPU profile, proven (issue 11, item 6): PPO, SAC, A3C and PPO on Pong from pixels with
+# hardware=gpu against hardware=cpu on the same machine, and SAC with algo.compile=true, each for a
+# short budget; a table of steps/s; finite results; the GPU runs' checkpoints kept in $OUT for
+# scripts/gpu_check_load.py on a CPU-only machine. Under 5 minutes on a 16-core H100 (the per-run timeouts and --budget-seconds in scripts/gpu_check.py make sure of it).
 #
 #   scripts/gpu_check.sh                 # on a machine with CUDA; results in $OUT (or a temp dir)
 #   scripts/gpu_check.sh --cpu-only      # rehearsal anywhere: hardware=cpu in both slots
@@ -15,7 +15,8 @@
 # Python 3.12 (echo /.whl/ >> .git/info/exclude first), as the device README describes:
 #   P="--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64"
 #   pip download --no-deps --only-binary=:all: $P -d .whl gymnasium==1.4.0 farama-notifications==0.0.6 \
-#       mujoco==4.0.0 mujoco-core==4.0.0 glfw==2.11.0 pyopengl==3.1.10 hydra-core==1.3.8 omegaconf==2.3.1
+#       mujoco==4.0.0 mujoco-core==4.0.0 glfw==2.11.0 pyopengl==3.1.10 hydra-core==1.3.8 omegaconf==2.3.1 \
+#       ale-py==0.12.1
 #   pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3   # sdist only on PyPI; pure Python
 # (mujoco-studio, the viewer, is left out: training never imports it, and it would need websockets.)
 set -uo pipefail
