@@ -95,7 +95,7 @@ def td_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q_target: to
     else:
         next_actions = next_q_online.argmax(1, keepdim=True)
         next_value = next_q_target.gather(1, next_actions).squeeze(1)
-    return rewards + gamma * (1.0 - terminated) * next_value
+    return torch.addcmul(rewards, 1.0 - terminated, next_value, value=gamma)  # r + gamma (1 - terminated) Q'
 
 
 def q_loss(q_taken: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -137,6 +137,7 @@ class DQN(OffPolicy):
         # Learning on an MLP: the backward pass written out (QNetwork.backward), autograd's result faster.
         self.manual_backward = self.net.has_manual_backward
         self.acting_version = self.gradient_updates
+        self.epsilon_at: tuple[int, torch.Tensor] = (-1, torch.tensor(0.0))  # (global_step, epsilon there)
         # Evaluation epsilon draws come from their own generator, so that evaluating (which the
         # runner does at times the algorithm does not know) never shifts the training random stream.
         self.eval_generator = torch.Generator().manual_seed(seed + 1)
@@ -165,6 +166,7 @@ class DQN(OffPolicy):
         if not self.numpy_q.live and self.acting_version != self.gradient_updates:
             self.numpy_q.refresh()  # a learner on another device: copy its weights, once per update
             self.acting_version = self.gradient_updates
+        self.epsilon_at: tuple[int, torch.Tensor] = (-1, torch.tensor(0.0))  # (global_step, epsilon there)
         return self.numpy_q(obs)
 
     def epsilon_greedy(self, obs: np.ndarray, epsilon: float, generator: torch.Generator,
@@ -234,8 +236,14 @@ class DQN(OffPolicy):
         # train/max_q: the value estimate max_a Q(s, a) averaged over the minibatch's states, the quantity
         # whose overestimation van Hasselt et al. (2016, Figure 3) compare between DQN and Double DQN.
         return {"train/loss": loss.detach(), "train/q_values": q_taken.detach().mean(),
-                "train/max_q": q_all.detach().max(1).values.mean(),
-                "train/epsilon": torch.tensor(self.epsilon())}
+                "train/max_q": q_all.detach().max(1).values.mean(), "train/epsilon": self.epsilon_tensor()}
+
+    def epsilon_tensor(self) -> torch.Tensor:
+        """epsilon() as a 0-d tensor (a metric), made once per env step: a learning phase's gradient steps
+        all report the same one."""
+        if self.epsilon_at[0] != self.global_step:
+            self.epsilon_at = (self.global_step, torch.tensor(self.epsilon()))
+        return self.epsilon_at[1]
 
     def backward_by_hand(self, obs: torch.Tensor, actions: torch.Tensor,
                          y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

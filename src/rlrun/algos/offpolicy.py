@@ -52,7 +52,7 @@ class OffPolicy:
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One gradient step on a replayed minibatch; returns its metrics as 0-d tensors (no host sync).
         A metric may be left out of a step that does not compute it; each is averaged over the steps
-        that report it."""
+        that report it, once per iteration (so a tensor returned must not be changed in place later)."""
         raise NotImplementedError
 
     # --- the loop -------------------------------------------------------------------------------------
@@ -70,9 +70,9 @@ class OffPolicy:
         n = self.env.num_envs
         obs = self.env.reset()
         while True:
-            # Per-key sums and counts: some metrics come from only some updates (TD3's delayed actor).
-            sums: dict[str, torch.Tensor] = {}
-            counts: dict[str, int] = {}
+            # Each metric's values, averaged once per iteration (one stack and mean instead of an add per
+            # update); some come from only some updates (TD3's delayed actor).
+            reported: dict[str, list[torch.Tensor]] = {}
             for _ in range(max(1, cfg.steps_per_iteration // n)):
                 actions = self.random_actions() if self.global_step < cfg.learning_starts else self.explore(obs)
                 next_obs, reward, terminated, truncated, final_obs = self.env.step(actions)
@@ -89,12 +89,11 @@ class OffPolicy:
                     for _ in range(cfg.gradient_steps):
                         metrics = self.train_step(self.replay.sample(cfg.batch_size, self.generator, self.device))
                         for key, value in metrics.items():
-                            sums[key] = sums[key] + value if key in sums else value.detach().clone()
-                            counts[key] = counts.get(key, 0) + 1
+                            reported.setdefault(key, []).append(value)
                         self.gradient_updates += 1
             returns, lengths = self.env.pop_episodes()
             yield {"global_step": self.global_step, "episodic_returns": returns, "episodic_lengths": lengths,
-                   **{key: (value / counts[key]).item() for key, value in sums.items()},
+                   **{key: torch.stack(values).mean().item() for key, values in reported.items()},
                    "train/gradient_updates": float(self.gradient_updates)}
 
     # --- checkpointing --------------------------------------------------------------------------------

@@ -43,7 +43,9 @@ class ReplayBuffer:
         """Store one transition per env (arrays with the env index first). `truncated` is not needed here:
         s' is stored whole (rlrun.data.frames.FrameStackReplay, which rebuilds it, needs it)."""
         n = len(obs)
-        index = (self.pos + np.arange(n)) % self.capacity
+        # A slice where the envs' slots do not wrap around the ring (nearly always): cheaper than an index array.
+        index = (slice(self.pos, self.pos + n) if self.pos + n <= self.capacity
+                 else (self.pos + np.arange(n)) % self.capacity)
         self.obs[index] = obs
         self.actions[index] = actions
         self.rewards[index] = rewards

@@ -39,18 +39,37 @@ def affine_backward(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, g
                     need_input_grad: bool = True) -> torch.Tensor | None:
     """y = x W^T + b: write dW = grad_out^T x into weight.grad and db = sum_batch grad_out into
     bias.grad (overwriting them); return dx = grad_out W."""
-    torch.mm(grad_out.t(), x, out=weight.grad)
+    weight_grad(weight, x, grad_out)
     torch.sum(grad_out, 0, out=bias.grad)
-    return torch.mm(grad_out, weight) if need_input_grad else None
+    return input_grad(grad_out, weight) if need_input_grad else None
 
 
 def stacked_affine_backward(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, grad_out: torch.Tensor,
                             need_input_grad: bool = True) -> torch.Tensor | None:
     """affine_backward for K stacked layers: weight [K, out, in], bias [K, 1, out], x [K, batch, in]
     (an expanded input shared by the K layers too), grad_out [K, batch, out]."""
-    torch.bmm(grad_out.transpose(1, 2), x, out=weight.grad)
-    torch.sum(grad_out, 1, keepdim=True, out=bias.grad)
-    return torch.bmm(grad_out, weight) if need_input_grad else None
+    weight_grad(weight, x, grad_out)
+    torch.sum(grad_out, -2, keepdim=True, out=bias.grad)
+    return input_grad(grad_out, weight) if need_input_grad else None
+
+
+def weight_grad(weight: torch.Tensor, x: torch.Tensor, grad_out: torch.Tensor) -> None:
+    """weight.grad = grad_out^T x (per stacked layer)."""
+    if x.shape[-1] < grad_out.shape[-1]:
+        # A layer narrower at its input (the first, on the observation): MKL computes the transposed
+        # product x^T grad_out, whose rows are the long side, about twice as fast (measured on the 2-core
+        # EPYC: 64x4 -> 256, 20 -> 8 us; TD3's critics, 2 x 23 -> 256, 177 -> 93 us); copied transposed.
+        weight.grad.copy_(torch.matmul(x.transpose(-1, -2), grad_out).transpose(-1, -2))
+    else:
+        torch.matmul(grad_out.transpose(-1, -2), x, out=weight.grad)
+
+
+def input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """dx = grad_out W (per stacked layer). For a layer with one output (a critic's Q) this is an outer
+    product: a broadcast multiply, the same numbers as the matrix product, 3x faster here."""
+    if weight.shape[-2] == 1:
+        return grad_out * weight
+    return torch.matmul(grad_out, weight)
 
 
 class SequentialMLP:

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rlrun.nets.backprop import (ACTIVATION_TYPES, IN_PLACE, SequentialMLP, activation_backward_,
+from rlrun.nets.backprop import (ACTIVATION_TYPES, IN_PLACE, SequentialMLP, activation_backward_, input_grad,
                                  stacked_affine_backward)
 from rlrun.nets.mlp import MLPConfig, mlp
 from rlrun.nets.numpy_mlp import ACTIVATIONS
@@ -202,8 +202,8 @@ class TwinQ(nn.Module):
         grad = grad_q1.unsqueeze(-1)
         layers = self.layers()
         for k in range(self.num_layers - 1, 0, -1):
-            grad = activation_backward_(self.activation_type, grad.mm(layers[k][0][0]), inputs[k])
-        return grad.mm(layers[0][0][0, :, self.obs_dim:])
+            grad = activation_backward_(self.activation_type, input_grad(grad, layers[k][0][0]), inputs[k])
+        return input_grad(grad, layers[0][0][0, :, self.obs_dim:])
 
     def checkpoint_order(self) -> torch.Tensor:
         """Index into the concatenated parameters (parameters() order, as in a flat buffer) that lists
