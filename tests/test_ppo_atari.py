@@ -51,7 +51,8 @@ def reference_forward(p: dict[str, torch.Tensor], obs: torch.Tensor) -> tuple[to
     x = F.relu(F.conv2d(x, p["actor.0.convs.2.weight"], p["actor.0.convs.2.bias"], stride=2))
     x = F.relu(F.conv2d(x, p["actor.0.convs.4.weight"], p["actor.0.convs.4.bias"], stride=1))
     x = F.relu(F.linear(x.flatten(1), p["actor.0.fc.0.weight"], p["actor.0.fc.0.bias"]))
-    return F.linear(x, p["actor.1.weight"], p["actor.1.bias"]), F.linear(x, p["critic.1.weight"], p["critic.1.bias"])[:, 0]
+    logits = F.linear(x, p["actor.1.weight"], p["actor.1.bias"])
+    return logits, F.linear(x, p["critic.1.weight"], p["critic.1.bias"])[:, 0]
 
 
 def reference_ppo_loss(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], clip: float, ent_coef: float,
