@@ -91,7 +91,7 @@ def td_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q_target: to
     has terminated = 0 and is bootstrapped from the state it reached.
     """
     if next_q_online is None:
-        next_value = next_q_target.max(1).values
+        next_value = next_q_target.amax(1)
     else:
         next_actions = next_q_online.argmax(1, keepdim=True)
         next_value = next_q_target.gather(1, next_actions).squeeze(1)
@@ -236,7 +236,7 @@ class DQN(OffPolicy):
         # train/max_q: the value estimate max_a Q(s, a) averaged over the minibatch's states, the quantity
         # whose overestimation van Hasselt et al. (2016, Figure 3) compare between DQN and Double DQN.
         return {"train/loss": loss.detach(), "train/q_values": q_taken.detach().mean(),
-                "train/max_q": q_all.detach().max(1).values.mean(), "train/epsilon": self.epsilon_tensor()}
+                "train/max_q": q_all.detach().amax(1).mean(), "train/epsilon": self.epsilon_tensor()}
 
     def epsilon_tensor(self) -> torch.Tensor:
         """epsilon() as a 0-d tensor (a metric), made once per env step: a learning phase's gradient steps
