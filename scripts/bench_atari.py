@@ -33,6 +33,7 @@ For bench_speed.py: BENCHMARKS["ppo_atari"] (rlrun with the envpool backend vs C
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -54,11 +55,11 @@ from rlrun.nets import network_config
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 CLEANRL_SCRIPT = ROOT / ".venv-peers" / "cleanrl" / "cleanrl" / "ppo_atari_envpool.py"
-# The published settings, which are CleanRL's defaults too (checked against its argparse at the start).
-HPARAMS = dict(num_envs=8, num_steps=128, num_minibatches=4, update_epochs=4, learning_rate=2.5e-4, anneal_lr=True,
-               gamma=0.99, gae_lambda=0.95, norm_adv=True, clip_coef=0.1, clip_vloss=True, ent_coef=0.01,
-               vf_coef=0.5, max_grad_norm=0.5, target_kl=None, clip_reward=True)
-CLEANRL_ARGS = {"num_envs": "--num-envs", "num_steps": "--num-steps", "num_minibatches": "--num-minibatches",
+# The published settings as rlrun's users get them (conf/tuned/ppo_Pong.yaml over conf/algo/ppo.yaml), which
+# are CleanRL's defaults too: checked against its argparse at the start.
+HPARAMS = load("algo", "ppo", load("tuned", "ppo_Pong", {})["algo"])
+CLEANRL_ARGS = {"num_envs": "--num-envs", "anneal_lr": "--anneal-lr", "clip_vloss": "--clip-vloss",
+                "norm_adv": "--norm-adv", "target_kl": "--target-kl", "num_steps": "--num-steps", "num_minibatches": "--num-minibatches",
                 "update_epochs": "--update-epochs", "learning_rate": "--learning-rate", "gamma": "--gamma",
                 "gae_lambda": "--gae-lambda", "clip_coef": "--clip-coef", "ent_coef": "--ent-coef",
                 "vf_coef": "--vf-coef", "max_grad_norm": "--max-grad-norm"}
@@ -67,7 +68,7 @@ CLEANRL_ARGS = {"num_envs": "--num-envs", "num_steps": "--num-steps", "num_minib
 def rlrun_ppo(budget: int, seed: int, backend: str) -> dict:
     """rlrun PPO on Pong for `budget` steps; wall time as bench_common.timed_learning, CPU time from the end
     of the first iteration to the end of the last."""
-    algo_cfg = PPO.parse_config(load("algo", "ppo", HPARAMS))
+    algo_cfg = PPO.parse_config(HPARAMS)
     env = VecEnv(env_config(load("env", "Pong", {"protocol": "nature"})), algo_cfg.num_envs, seed, backend,
                  algo_cfg.gamma)
     assert env.backend == backend, f"the {backend} backend fell back to {env.backend}"
@@ -103,9 +104,10 @@ def check_cleanrl_defaults() -> None:
     argparse (the script's source, not a copy)."""
     source = CLEANRL_SCRIPT.read_text()
     for key, flag in CLEANRL_ARGS.items():
-        match = re.search(rf'"{flag}", type=\w+, default=([^,]+),', source)
-        if match is None or float(match.group(1)) != float(HPARAMS[key]):
-            sys.exit(f"CleanRL's {flag} default is {match and match.group(1)}, the benchmark's {HPARAMS[key]}")
+        match = re.search(rf'"{flag}", type=.*?, default=([^,]+),', source)
+        if match is None or ast.literal_eval(match.group(1)) != HPARAMS[key]:
+            sys.exit(f"CleanRL's {flag} default is {match and match.group(1)}, conf/tuned/ppo_Pong.yaml's "
+                     f"{HPARAMS[key]}: the two sides would not train the same agent")
 
 
 def cleanrl_ppo(budget: int, seed: int) -> dict:
