@@ -58,11 +58,11 @@ CLEANRL_SCRIPT = ROOT / ".venv-peers" / "cleanrl" / "cleanrl" / "ppo_atari_envpo
 # The published settings as rlrun's users get them (conf/tuned/ppo_Pong.yaml over conf/algo/ppo.yaml), which
 # are CleanRL's defaults too: checked against its argparse at the start.
 HPARAMS = load("algo", "ppo", load("tuned", "ppo_Pong", {})["algo"])
-CLEANRL_ARGS = {"num_envs": "--num-envs", "anneal_lr": "--anneal-lr", "clip_vloss": "--clip-vloss",
-                "norm_adv": "--norm-adv", "target_kl": "--target-kl", "num_steps": "--num-steps", "num_minibatches": "--num-minibatches",
-                "update_epochs": "--update-epochs", "learning_rate": "--learning-rate", "gamma": "--gamma",
-                "gae_lambda": "--gae-lambda", "clip_coef": "--clip-coef", "ent_coef": "--ent-coef",
-                "vf_coef": "--vf-coef", "max_grad_norm": "--max-grad-norm"}
+CLEANRL_ARGS = {"num_envs": "--num-envs", "num_steps": "--num-steps", "num_minibatches": "--num-minibatches",
+                "update_epochs": "--update-epochs", "learning_rate": "--learning-rate", "anneal_lr": "--anneal-lr",
+                "gamma": "--gamma", "gae_lambda": "--gae-lambda", "norm_adv": "--norm-adv", "clip_coef": "--clip-coef",
+                "clip_vloss": "--clip-vloss", "ent_coef": "--ent-coef", "vf_coef": "--vf-coef",
+                "max_grad_norm": "--max-grad-norm", "target_kl": "--target-kl"}
 
 
 def rlrun_ppo(budget: int, seed: int, backend: str) -> dict:
