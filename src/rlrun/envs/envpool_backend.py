@@ -11,9 +11,9 @@ info["terminated"] says whether the game ended) and repeat_action_probability=0;
 episodic_life=False and 0.25. Rewards are not clipped (reward_clip=False): the algorithms clip.
 Its stack runs on across a lost life, where gymnasium's FrameStackObservation starts each episode with
 its first frame repeated (what DQN's FrameStackReplay rebuilds stacks by): the first 3 stacks of each
-episode are padded here to match. Where EnvPool still differs in detail: after a lost life it takes a
-random number of no-ops (as at a game's start) instead of one, and it presses FIRE once, not FIRE then
-action 2.
+episode are padded here to match. Where EnvPool still differs in detail (as its atari_env.h reads): after
+a lost life it takes a random number of no-ops, as at a game's start, instead of one, and it presses FIRE
+once, not FIRE then action 2.
 
 EnvPool resets an ended env on the NEXT step (that step ignores the action and pays reward 0); VecEnv
 works in gymnasium's SAME_STEP convention. So after a step in which some envs ended, those envs
