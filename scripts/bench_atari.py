@@ -114,6 +114,7 @@ def cleanrl_ppo(budget: int, seed: int) -> dict:
     """CleanRL's ppo_atari_envpool.py for `budget` steps in its own process; its SPS is its time."""
     if not CLEANRL_SCRIPT.exists():
         sys.exit(f"{CLEANRL_SCRIPT} is missing: run `make peers` (scripts/setup_peers.sh) first")
+    check_cleanrl_defaults()  # here too when bench_speed.py runs the round
     threads = str(torch.get_num_threads())
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory() as cwd:  # its TensorBoard runs/ directory goes here
@@ -169,8 +170,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sides = args.sides.split(",")
-    if "cleanrl" in sides:
-        check_cleanrl_defaults()
     load_before = os.getloadavg()
     results: dict[str, list[dict]] = {side: [] for side in sides}
     for r in range(args.rounds):
