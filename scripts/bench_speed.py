@@ -1,4 +1,5 @@
-"""Training speed of rlrun against Stable-Baselines3 (PPO here; more in bench_onpolicy/bench_offpolicy).
+"""Training speed of rlrun against its peers: Stable-Baselines3 (PPO here; more in bench_onpolicy,
+bench_offpolicy, bench_dqn) and CleanRL for PPO on Atari (bench_atari).
 
 Both libraries train the same agent (one env, 2048-step rollouts, 10 epochs of 64-sample minibatches,
 separate 64x64 tanh actor and critic, observation and reward normalisation, the hyperparameters in
@@ -15,8 +16,9 @@ end, one markdown table of every benchmark run (what the README's speed table is
                                             [--seed 0] [--json PATH]
 
 `--algos all` runs the issue's list in one run: PPO (steady and whole process), A2C, TRPO, SAC, TD3,
-DQN and PPO-Atari. Each benchmark has its own budget per round (STEPS below: SAC and TD3 train at
-~100-150 steps/s, so they get 3,000 steps, 2,000 of them learning); `--steps` sets one for all.
+DQN and PPO-Atari (which needs `make peers` first). Each benchmark has its own budget per round
+(STEPS below: SAC and TD3 train at ~100-150 steps/s, so they get 3,000 steps, 2,000 of them learning;
+PPO-Atari 8,192, eight updates); `--steps` sets one for all.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from bench_atari import BENCHMARKS as ATARI
 from bench_common import cpu, load, timed_learning
 from bench_dqn import BENCHMARKS as DQN
 from bench_offpolicy import BENCHMARKS as OFFPOLICY
@@ -105,6 +108,8 @@ BENCHMARKS: dict[str, tuple[Round, Round | None, str]] = {
     **ONPOLICY,
     **OFFPOLICY,
     **DQN,
+    # PPO on Pong from pixels against CleanRL's ppo_atari_envpool.py (its peers venv: `make peers`).
+    **ATARI,
     # PPO's whole process (start-up, training, final 10-episode evaluation, save) against SB3's same job:
     # steps over wall seconds from process start to exit (scripts/bench_startup.py has the phases).
     **PROCESS,
@@ -112,10 +117,10 @@ BENCHMARKS: dict[str, tuple[Round, Round | None, str]] = {
 
 
 # Steps per round where 20,480 would not do: the off-policy learners are ~100x slower per step.
-STEPS = {"sac": 3000, "td3": 3000}
+STEPS = {"sac": 3000, "td3": 3000, "ppo_atari": 8192, "ppo_atari_sync": 8192}
 DEFAULT_STEPS = 20480
 # --algos all: the benchmarks the README's speed table reports, in its order.
-ALL = ["ppo", "ppo_process", "a2c", "trpo", "sac", "td3", "dqn"]
+ALL = ["ppo", "ppo_process", "a2c", "trpo", "sac", "td3", "dqn", "ppo_atari"]
 
 
 def main() -> None:
