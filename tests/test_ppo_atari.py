@@ -20,6 +20,7 @@ from rlrun.algos.a2c import A2C
 from rlrun.algos.ppo import PPO
 from rlrun.data import RolloutBuffer
 from rlrun.envs import VecEnv, env_config
+from rlrun.evaluate import load_policy
 from rlrun.hardware import Hardware
 from rlrun.nets import network_config
 from rlrun.nets.cnn_actor_critic import CNNActorCritic, TorchActorCritic
@@ -175,6 +176,11 @@ def test_ppo_on_pong_with_the_cnn_trains_evaluates_and_resumes_exactly(rlrun, tm
     summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
     assert summary["total_steps"] == 256
     assert math.isfinite(summary["final_eval_mean_return"])
+    # rlrun-eval's policy and its TorchScript export act alike on raw uint8 frame stacks.
+    policy = load_policy(tmp_path / "whole")
+    exported = torch.jit.load(str(policy.export(tmp_path / "policy.pt")))
+    obs = np.stack([policy.observation_space.sample() for _ in range(4)])
+    np.testing.assert_array_equal(exported(torch.as_tensor(obs)).numpy(), policy.act(obs))
 
 
 REFUSALS = [
