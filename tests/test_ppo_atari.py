@@ -18,11 +18,12 @@ from test_resume_exact import split_equals_whole
 
 from rlrun.algos.a2c import A2C
 from rlrun.algos.ppo import PPO
+from rlrun.config import ConfigError
 from rlrun.data import RolloutBuffer
 from rlrun.envs import VecEnv, env_config
 from rlrun.evaluate import load_policy
 from rlrun.hardware import Hardware
-from rlrun.nets import network_config
+from rlrun.nets import CNNConfig, NatureCNN, network_config
 from rlrun.nets.cnn_actor_critic import CNNActorCritic, TorchActorCritic
 
 pytest.importorskip("ale_py")
@@ -181,6 +182,12 @@ def test_ppo_on_pong_with_the_cnn_trains_evaluates_and_resumes_exactly(rlrun, tm
     exported = torch.jit.load(str(policy.export(tmp_path / "policy.pt")))
     obs = np.stack([policy.observation_space.sample() for _ in range(4)])
     np.testing.assert_array_equal(exported(torch.as_tensor(obs)).numpy(), policy.act(obs))
+
+
+def test_the_nature_cnn_on_vector_observations_is_a_config_error():
+    # (For any algorithm that builds it: reported as one line, not a traceback.)
+    with pytest.raises(ConfigError, match="network=cnn needs image observations"):
+        NatureCNN((4,), CNNConfig(features_dim=512, ortho_init=True))
 
 
 REFUSALS = [

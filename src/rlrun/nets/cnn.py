@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rlrun.config import POSITIVE, rule
+from rlrun.config import POSITIVE, ConfigError, rule
 
 
 @dataclass
@@ -26,7 +26,7 @@ class NatureCNN(nn.Module):
     def __init__(self, observation_shape: tuple[int, ...], cfg: CNNConfig):
         super().__init__()
         if len(observation_shape) != 3:
-            raise ValueError(f"network=cnn needs image observations (channels, height, width); got shape "
+            raise ConfigError(f"network=cnn needs image observations (channels, height, width); got shape "
                              f"{observation_shape}: use network=mlp for vector observations")
         channels = observation_shape[0]
         self.convs = nn.Sequential(
