@@ -88,8 +88,8 @@ def set_generator_state(space_or_env: Any, state: dict | None) -> None:
 def mujoco_env_class() -> type | None:
     try:
         from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
-    except ImportError:  # mujoco not installed: no env can be a MujocoEnv
-        return None
+    except (ImportError, gym.error.DependencyNotInstalled):  # gymnasium turns mujoco's ImportError into the latter
+        return None  # mujoco not installed: no env can be a MujocoEnv
     return MujocoEnv
 
 
