@@ -7,7 +7,10 @@ the update) and prints microseconds per step for each. Parts are timed in this t
 (time.thread_time), which on a shared machine leaves out the time other processes hold the core (the
 wall-clock rate is printed too); with --ops, also torch.profiler's top operators over the updates.
 
-    .venv/bin/python scripts/profile_offpolicy.py --algo sac [--steps 500] [--ops]
+    .venv/bin/python scripts/profile_offpolicy.py --algo sac [--steps 500] [--ops] [--autograd]
+
+TD3's updates have their backward passes written out (rlrun.nets.backprop); --autograd times them
+through autograd instead, the same gradients (tests/test_backprop_written_out.py).
 """
 
 from __future__ import annotations
@@ -41,9 +44,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--ops", action="store_true", help="also print torch.profiler's top operators")
     parser.add_argument("--compile", action="store_true", help="algo.compile=true")
+    parser.add_argument("--autograd", action="store_true", help="TD3: backward through autograd, not written out")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     algo = build(args.algo, 0, {"compile": True} if args.compile else {})
+    if args.autograd:
+        algo.manual_backward = False
+    print(f"{args.algo}: backward {'written out' if getattr(algo, 'manual_backward', False) else 'through autograd'}")
     obs = algo.env.reset()
     for _ in range(LEARNING_STARTS):  # the random phase, as the loop runs it
         actions = algo.random_actions()
