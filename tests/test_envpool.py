@@ -253,3 +253,16 @@ def test_cli_trains_with_the_envpool_backend(rlrun, tmp_path, run_dir, overrides
     assert "vector_backend=envpool" not in result.stdout + result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["total_steps"] >= 512 and np.isfinite(summary["final_eval_mean_return"])
+    hardware = json.loads((run_dir / "manifest.json").read_text())["hardware"]
+    assert hardware["vector_backend"] == "envpool" and "vector_backend_asked" not in hardware
+
+
+def test_cli_run_that_falls_back_records_the_backend_that_ran_in_its_manifest(rlrun, tmp_path, run_dir):
+    # CartPole is not among the envs rlrun hands to envpool: the sync backend steps it, and the
+    # manifest says so beside what was asked for.
+    result = rlrun("algo=ppo", "env=CartPole", "total_steps=256", "algo.num_steps=128", "hardware=cpu",
+                   "hardware.vector_backend=envpool", "logger=csv", "eval.episodes=1", cwd=tmp_path, run_dir=run_dir)
+    assert result.returncode == 0, result.describe()
+    assert sum("vector_backend=envpool" in line for line in (result.stdout + result.stderr).splitlines()) == 1
+    hardware = json.loads((run_dir / "manifest.json").read_text())["hardware"]
+    assert hardware["vector_backend"] == "sync" and hardware["vector_backend_asked"] == "envpool"

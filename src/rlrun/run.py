@@ -403,7 +403,7 @@ def experiment(cfg: DictConfig, run_dir: Path, algo_name: str, env_name: str,
             (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
             for name, node in hydra_files.items():
                 checkpoint.write_text(run_dir / ".hydra" / name, OmegaConf.to_yaml(node))
-        write_manifest(run_dir, settings, hw, runner_state["wandb_id"], resumed is not None)
+        write_manifest(run_dir, settings, hw, train_env.backend, runner_state["wandb_id"], resumed is not None)
         run_config = OmegaConf.to_container(cfg, resolve=True)
         logger = Logger(log_cfg, run_dir, run_config, settings.total_steps, start_step, runner_state["wandb_id"],
                         resuming=resumed is not None)
@@ -598,7 +598,10 @@ def load_resumable(settings: RunConfig, run_dir: Path, algo_name: str, env_name:
     return state
 
 
-def write_manifest(run_dir: Path, settings: RunConfig, hw: hardware.Hardware, wandb_id: str, resuming: bool) -> None:
+def write_manifest(run_dir: Path, settings: RunConfig, hw: hardware.Hardware, vector_backend: str, wandb_id: str,
+                   resuming: bool) -> None:
+    """`vector_backend`: the backend that steps the training envs, which is sync where envpool was
+    asked for and cannot run the env (the manifest then keeps what was asked for beside it)."""
     path = run_dir / "manifest.json"
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     invocation = {"command": " ".join(sys.argv), "time": now, "git_commit": git_commit()}
@@ -611,8 +614,11 @@ def write_manifest(run_dir: Path, settings: RunConfig, hw: hardware.Hardware, wa
     if manifest is not None:
         manifest.setdefault("resumed", []).append(invocation)
     else:
+        described = hardware.describe(hw)
+        if vector_backend != hw.vector_backend:
+            described.update(vector_backend=vector_backend, vector_backend_asked=hw.vector_backend)
         manifest = {**invocation, "seed": settings.seed, "wandb_run_id": wandb_id,
-                    "packages": package_versions(), "hardware": hardware.describe(hw)}
+                    "packages": package_versions(), "hardware": described}
     try:
         write_json(path, manifest)
     except OSError as error:
