@@ -251,3 +251,41 @@ def test_a_dqn_restored_from_its_state_dict_evaluates_with_the_same_epsilon_draw
 def test_a_replay_larger_than_memory_is_refused_before_allocating():
     with pytest.raises(ConfigError, match="algo.buffer_size"):
         make_dqn(buffer_size=10**13)
+
+
+def test_replay_draws_a_phase_of_minibatches_at_once_as_it_draws_them_one_by_one():
+    algo = make_dqn()
+    obs = algo.env.reset()
+    for _ in range(300):
+        actions = algo.random_actions()
+        next_obs, reward, terminated, truncated, _ = algo.env.step(actions)
+        algo.replay.add(obs, actions, reward, next_obs, terminated)
+        obs = next_obs
+    one_by_one, at_once = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    expected = [algo.replay.sample(32, one_by_one, CPU.device) for _ in range(7)]
+    for batch, reference in zip(algo.replay.sample_many(7, 32, at_once, CPU.device), expected, strict=True):
+        for key, value in reference.items():
+            assert torch.equal(batch[key], value), key
+    assert torch.equal(at_once.get_state(), one_by_one.get_state())  # the run's stream continues alike
+
+
+def test_dqn_learning_phases_drawn_at_once_train_as_drawn_one_by_one():
+    """Many gradient steps every 256 env steps (bench_dqn.py's 128; 16 here): drawing a phase's minibatches
+    together changes neither the updates nor the generator's stream (epsilon-greedy acting follows)."""
+    runs = []
+    for at_once in (True, False):
+        algo = make_dqn(learning_starts=256, train_frequency=256, gradient_steps=16, steps_per_iteration=256)
+        algo.samples_phase_at_once = at_once
+        sizes, sample = [], algo.replay.sample
+        algo.replay.sample = lambda batch_size, *args, sizes=sizes, sample=sample: sizes.append(batch_size) or sample(
+            batch_size, *args)  # records the sizes drawn
+        learning = algo.learn()
+        metrics = [next(learning) for _ in range(4)]
+        runs.append((algo, metrics, sizes))
+    (fast, fast_metrics, fast_sizes), (slow, slow_metrics, slow_sizes) = runs
+    assert fast_sizes == [16 * 32] * 4 and slow_sizes == [32] * 64  # batch_size 32 (conf/algo/dqn.yaml)
+    assert fast.gradient_updates == slow.gradient_updates == 16 * 4
+    torch.testing.assert_close(fast.flat_params, slow.flat_params, rtol=0, atol=0)
+    torch.testing.assert_close(fast.target_params, slow.target_params, rtol=0, atol=0)
+    assert torch.equal(fast.generator.get_state(), slow.generator.get_state())
+    assert fast_metrics == slow_metrics

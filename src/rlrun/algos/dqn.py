@@ -108,6 +108,7 @@ class DQN(OffPolicy):
     """DQN as a generator (the loop is OffPolicy.learn); `double` and `dueling` select the variants."""
 
     action_spaces = ("discrete",)
+    samples_phase_at_once = True  # train_step draws no random numbers (epsilon's draws are the acting's)
 
     def __init__(self, cfg: DQNConfig, env: VecEnv, network: MLPConfig | CNNConfig, hardware: Hardware,
                  seed: int, total_steps: int):

@@ -60,6 +60,15 @@ class ReplayBuffer:
         return {name: torch.from_numpy(getattr(self, name)[index]).to(device)
                 for name in ("obs", "actions", "rewards", "next_obs", "terminated")}
 
+    def sample_many(self, count: int, batch_size: int, generator: torch.Generator, device: torch.device
+                    ) -> list[dict[str, torch.Tensor]]:
+        """`count` samples of `batch_size`, those that `count` calls of sample() would draw one after
+        another (torch draws count * batch_size integers in one call as it draws them in count calls),
+        gathered together: views of one sample of count * batch_size rows."""
+        whole = self.sample(count * batch_size, generator, device)
+        parts = {name: tensor.split(batch_size) for name, tensor in whole.items()}
+        return [{name: split[i] for name, split in parts.items()} for i in range(count)]
+
     def state_dict(self) -> dict:
         """The filled part only, as tensors sharing the arrays' memory (no copy until written)."""
         arrays = {name: torch.from_numpy(getattr(self, name)[: self.size])
