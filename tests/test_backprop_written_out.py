@@ -11,6 +11,8 @@ from helpers import load_conf
 from test_offpolicy_continuous_math import fill, make
 from torch import nn
 
+from rlrun.algos.td3 import TD3
+from rlrun.hardware import Hardware
 from rlrun.nets import network_config
 from rlrun.nets.backprop import SequentialMLP, activation_backward_
 from rlrun.nets.continuous import DeterministicActor, TwinQ
@@ -20,7 +22,8 @@ ACTIVATIONS = ["relu", "tanh", "elu"]
 
 
 def mlp_config(activation: str, **overrides):
-    return network_config(load_conf("network", "mlp", hidden_sizes=[16, 8], activation=activation, **overrides))
+    settings = {"hidden_sizes": [16, 8], "activation": activation, **overrides}
+    return network_config(load_conf("network", "mlp", **settings))
 
 
 def autograd_grads(module: nn.Module, loss: torch.Tensor) -> list[torch.Tensor]:
@@ -93,10 +96,20 @@ def test_written_out_backward_is_used_only_without_batch_norm_or_compile():
     assert not make("td3", compile=True).manual_backward
 
 
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_td3_written_out_updates_equal_autograds(activation):
-    by_hand, by_autograd = (make("td3", policy_delay=2, network={"hidden_sizes": [16, 16], "activation": activation})
-                            for _ in range(2))
+def test_td3_written_out_updates_equal_autograds(activation, device):
+    def build():
+        algo = make("td3", policy_delay=2, network={"hidden_sizes": [16, 16], "activation": activation})
+        if device == "cpu":
+            return algo
+        hardware = Hardware(torch.device(device), 1, "sync", 1)
+        return TD3(algo.cfg, algo.env, mlp_config(activation, hidden_sizes=[16, 16]), hardware, 0, 10_000)
+
+    by_hand, by_autograd = build(), build()
     for algo in (by_hand, by_autograd):
         fill(algo, 300)  # the same transitions, and the same generator state after them
     by_autograd.manual_backward = False
