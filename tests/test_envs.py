@@ -20,7 +20,9 @@ def make(name: str, num_envs: int = 2, seed: int = 0, training: bool = True, **o
 def test_every_env_config_builds_and_steps(name):
     env = make(name)
     obs = env.reset()
-    assert obs.dtype == np.float32 and obs.shape == (2, *env.observation_space.shape)
+    # Vectors become float32; pixels stay uint8 up to the network, which scales them.
+    expected = np.uint8 if env.observation_space.dtype == np.uint8 else np.float32
+    assert obs.dtype == expected and obs.shape == (2, *env.observation_space.shape)
     actions = np.stack([env.action_space.sample() for _ in range(2)])
     obs, reward, terminated, truncated, _ = env.step(actions)
     assert reward.shape == (2,) and terminated.shape == (2,) and np.isfinite(obs).all()
