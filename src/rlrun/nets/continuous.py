@@ -147,22 +147,26 @@ class TwinQ(nn.Module):
         return [(getattr(self, f"weight{k}"), getattr(self, f"bias{k}")) for k in range(self.num_layers)]
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.forward_saving(obs, action)[0]
+        return self.forward_saving(obs, action, saving=False)[0]
 
-    def forward_saving(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward_saving(self, obs: torch.Tensor, action: torch.Tensor, saving: bool = True
+                       ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """[Q1; Q2](s, a) and each layer's input, then the last hidden layer's output (what `backward`
-        needs, under torch.no_grad; under autograd, tensors its graph keeps anyway)."""
+        needs, under torch.no_grad). Not saving (forward), each [2, batch, hidden] buffer is freed as soon
+        as the next layer is computed: a target network's forward holds no more memory than it needs."""
         if self.obs_norms is None:
             x = torch.cat([obs, action], -1).expand(2, -1, -1)  # one input, shared (no copy)
         else:
             x = torch.stack([torch.cat([norm(obs), action], -1) for norm in self.obs_norms])
         layers, inputs = self.layers(), []
         for weight, bias in layers[:-1]:
-            inputs.append(x)
+            if saving:
+                inputs.append(x)
             # In place: the product's backward needs its inputs, not its output, and the
             # activation's backward needs only its output; no second [2, batch, hidden] buffer.
             x = self.activation(torch.baddbmm(bias, x, weight.transpose(1, 2)))
-        inputs.append(x)
+        if saving:
+            inputs.append(x)
         weight, bias = layers[-1]
         return torch.baddbmm(bias, x, weight.transpose(1, 2)).squeeze(-1), inputs
 
@@ -180,18 +184,21 @@ class TwinQ(nn.Module):
 
     def q1(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The first critic alone (TD3's actor loss): its slices of the stacked parameters."""
-        return self.q1_saving(obs, action)[0]
+        return self.q1_saving(obs, action, saving=False)[0]
 
-    def q1_saving(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def q1_saving(self, obs: torch.Tensor, action: torch.Tensor, saving: bool = True
+                  ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Q1(s, a) and each layer's input, then the last hidden layer's output (for `q1_action_grad`)."""
         if self.obs_norms is not None:
             obs = self.obs_norms[0](obs)
         x = torch.cat([obs, action], -1)
         layers, inputs = self.layers(), []
         for weight, bias in layers[:-1]:
-            inputs.append(x)
+            if saving:
+                inputs.append(x)
             x = self.activation(torch.addmm(bias[0], x, weight[0].t()))
-        inputs.append(x)
+        if saving:
+            inputs.append(x)
         weight, bias = layers[-1]
         return torch.addmm(bias[0], x, weight[0].t()).squeeze(-1), inputs
 
