@@ -31,7 +31,7 @@ from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, one_of, rule
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
-from rlrun.nets.continuous import (DeterministicActor, QCritic, SharedNumpyMLP, acting, batch_norm_stats,
+from rlrun.nets.continuous import (DeterministicActor, QCritic, SharedNumpyMLP, TwinQ, acting, batch_norm_stats,
                                   batch_statistics_only, numpy_actor)
 from rlrun.nets.flat import flatten_parameters
 from rlrun.nets.mlp import MLPConfig
@@ -94,6 +94,19 @@ def online_tensors(module: nn.Module, flat: nn.Parameter) -> list[torch.Tensor]:
 def soft_update(targets: list[torch.Tensor], sources: list[torch.Tensor], tau: float) -> None:
     """theta' <- tau theta + (1 - tau) theta' = lerp(theta', theta, tau), for every pair in one call."""
     torch._foreach_lerp_(targets, sources, tau)
+
+
+@torch.no_grad()
+def twin_critic_regression_by_hand(critic: TwinQ, obs: torch.Tensor, actions: torch.Tensor, y: torch.Tensor,
+                                   scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """scale * sum_i mean (Q_i(s, a) - y)^2 over the twin critics (TD3's scale 1, SAC's eq. 5 with 1/2)
+    and its backward without autograd's graph (rlrun.nets.backprop): d loss / d Q_i = 2 scale (Q_i - y) / N,
+    then each critic's chain rule. Writes the critics' gradients; returns the loss and [Q1; Q2](s, a)."""
+    q, saved = critic.forward_saving(obs, actions)
+    error = q - y
+    loss = scale * error.square().mean(-1).sum()
+    critic.backward(saved, error.mul_(2.0 * scale / y.shape[-1]))
+    return loss, q
 
 
 @contextmanager

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from rlrun.algos.ddpg import (check_env, compiled, frozen, load_optimizer_state_in_order, noise_generator,
-                              online_tensors, optimizer_state_in_order, soft_update, target_network)
+                              online_tensors, optimizer_state_in_order, soft_update, target_network,
+                              twin_critic_regression_by_hand)
 from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, rule
 from rlrun.envs import VecEnv
@@ -100,6 +101,9 @@ class SAC(OffPolicy):
         self.numpy_actor = numpy_actor(self.actor.net, device)  # after flattening: it views the parameters
         self.critic_order = self.critic.checkpoint_order()
         self.update_fns = compiled(self, ("critic_loss", "actor_loss"), cfg.compile, device)
+        # Plain MLP critics, eager: the critics' backward written out (rlrun.nets.backprop), as TD3's; the
+        # actor's loss, through the squashed Gaussian's sample and log-probability, stays with autograd.
+        self.manual_critic_backward = self.critic.has_manual_backward and not cfg.compile
 
     @classmethod
     def parse_config(cls, cfg) -> SACConfig:
@@ -142,12 +146,25 @@ class SAC(OffPolicy):
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """eq. 5 for each critic, summed (one backward gives each critic its own loss's gradient),
         with the soft target of a' ~ pi(.|s') drawn from `next_noise`; returns it and [Q1; Q2](s, a)."""
-        with torch.no_grad():
-            next_action, next_log_prob = self.actor.sample_with(next_obs, next_noise)
-            y = soft_q_target(rewards, terminated, *self.critic_target(next_obs, next_action), next_log_prob, alpha,
-                              self.cfg.gamma)
+        y = self.target(rewards, terminated, next_obs, next_noise, alpha)
         q = self.critic(obs, actions)  # both critics in one batched forward
         return 0.5 * (q - y).square().mean(-1).sum(), q
+
+    @torch.no_grad()
+    def target(self, rewards: torch.Tensor, terminated: torch.Tensor, next_obs: torch.Tensor,
+               next_noise: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """The soft target of eq. 5 (its V(s') by eq. 3) with a' ~ pi(.|s') drawn from `next_noise`."""
+        next_action, next_log_prob = self.actor.sample_with(next_obs, next_noise)
+        return soft_q_target(rewards, terminated, *self.critic_target(next_obs, next_action), next_log_prob, alpha,
+                             self.cfg.gamma)
+
+    def critic_backward_by_hand(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+                                terminated: torch.Tensor, next_obs: torch.Tensor, next_noise: torch.Tensor,
+                                alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """critic_loss(...) with its backward written out; writes the critics' gradients and returns
+        the loss and [Q1; Q2](s, a)."""
+        y = self.target(rewards, terminated, next_obs, next_noise, alpha)
+        return twin_critic_regression_by_hand(self.critic, obs, actions, y, scale=0.5)
 
     def actor_loss(self, obs: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,11 +184,14 @@ class SAC(OffPolicy):
                                          device=obs.device) for _ in range(2))
         # With network.batch_norm, each layer records one batch per step, of the minibatch's states s:
         # the actor's in its own loss, the critics' in theirs; other forwards only normalise.
-        with batch_statistics_only(self.actor):
-            critic_loss, q = self.update_fns.critic_loss(obs, batch["actions"], batch["rewards"], batch["terminated"],
-                                                         batch["next_obs"], next_noise, alpha)
-        self.critic_flat.grad.zero_()
-        critic_loss.backward()
+        inputs = (obs, batch["actions"], batch["rewards"], batch["terminated"], batch["next_obs"], next_noise, alpha)
+        if self.manual_critic_backward:
+            critic_loss, q = self.critic_backward_by_hand(*inputs)
+        else:
+            with batch_statistics_only(self.actor):
+                critic_loss, q = self.update_fns.critic_loss(*inputs)
+            self.critic_flat.grad.zero_()
+            critic_loss.backward()
         self.critic_optimizer.step()
         metrics = {"train/critic_loss": critic_loss.detach(), "train/q": q[0].detach().mean(), "train/alpha": alpha}
 

@@ -20,7 +20,7 @@ import torch
 
 from rlrun.algos.ddpg import (GaussianNoise, check_env, compiled, deterministic_act, frozen,
                               load_optimizer_state_in_order, noise_generator, online_tensors, optimizer_state_in_order,
-                              soft_update, target_network)
+                              soft_update, target_network, twin_critic_regression_by_hand)
 from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, rule
 from rlrun.envs import VecEnv
@@ -135,19 +135,13 @@ class TD3(OffPolicy):
         q = self.critic(obs, actions)  # both critics in one batched forward
         return (q - y).square().mean(-1).sum(), q
 
-    @torch.no_grad()
     def critic_backward_by_hand(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
                                 terminated: torch.Tensor, next_obs: torch.Tensor, noise: torch.Tensor
                                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """critic_loss(...) and its backward without autograd's graph (rlrun.nets.backprop): the
-        gradient of sum_i 1/N sum (Q_i - y)^2 with respect to Q_i is 2 (Q_i - y) / N, then each
-        critic's chain rule. Writes the critics' gradients; returns the loss and [Q1; Q2](s, a)."""
+        """critic_loss(...) with its backward written out; writes the critics' gradients and returns
+        the loss and [Q1; Q2](s, a)."""
         y = self.target(rewards, terminated, next_obs, noise)
-        q, saved = self.critic.forward_saving(obs, actions)
-        error = q - y
-        loss = error.square().mean(-1).sum()
-        self.critic.backward(saved, error.mul_(2.0 / len(y)))
-        return loss, q
+        return twin_critic_regression_by_hand(self.critic, obs, actions, y, scale=1.0)
 
     def actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic policy gradient through Q_1 alone (DDPG eq. 6)."""
