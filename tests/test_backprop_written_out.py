@@ -110,15 +110,32 @@ def test_td3_written_out_updates_equal_autograds(activation, device):
         return TD3(algo.cfg, algo.env, mlp_config(activation, hidden_sizes=[16, 16]), hardware, 0, 10_000)
 
     by_hand, by_autograd = build(), build()
-    for algo in (by_hand, by_autograd):
-        fill(algo, 300)  # the same transitions, and the same generator state after them
     by_autograd.manual_backward = False
     assert by_hand.manual_backward
-    for _ in range(4):  # critic and actor updates, then a critic-only one, twice
+    assert_updates_agree(by_hand, by_autograd, 4)  # critic and actor updates, then a critic-only one, twice
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_sac_written_out_critic_update_equals_autograds(activation):
+    # SAC's critics (eq. 5, with its 1/2) through rlrun.nets.backprop, against the same update through
+    # autograd: losses, parameters, gradients and targets agree over a few updates.
+    by_hand, by_autograd = (make("sac", network={"hidden_sizes": [16, 16], "activation": activation})
+                            for _ in range(2))
+    by_autograd.manual_critic_backward = False
+    assert by_hand.manual_critic_backward
+    assert_updates_agree(by_hand, by_autograd, 3)
+
+
+def assert_updates_agree(by_hand, by_autograd, updates: int) -> None:
+    """Fill both algorithms' replays alike, then take `updates` train steps on the same minibatches:
+    metrics, parameters, gradients and target networks agree to rounding after each."""
+    for algo in (by_hand, by_autograd):
+        fill(algo, 300)  # the same transitions, and the same generator state after them
+    for _ in range(updates):
         batch = by_hand.replay.sample(64, by_hand.generator, by_hand.device)
         batch_autograd = by_autograd.replay.sample(64, by_autograd.generator, by_autograd.device)
         assert all(torch.equal(value, batch_autograd[key]) for key, value in batch.items())
-        # Each draws its target-smoothing noise from its own generator, in the same state.
+        # Each draws its update noise from its own generator, in the same state.
         hand, auto = by_hand.train_step(batch), by_autograd.train_step(batch_autograd)
         for algo in (by_hand, by_autograd):
             algo.gradient_updates += 1
@@ -131,25 +148,3 @@ def test_td3_written_out_updates_equal_autograds(activation, device):
                                        atol=1e-6)
         for fast, reference in zip(by_hand.targets, by_autograd.targets, strict=True):
             torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_sac_written_out_critic_update_equals_autograds(activation):
-    # SAC's critics (eq. 5, with its 1/2) through rlrun.nets.backprop, against the same update through
-    # autograd: losses, parameters, gradients and targets agree over a few updates.
-    by_hand, by_autograd = (make("sac", network={"hidden_sizes": [16, 16], "activation": activation})
-                            for _ in range(2))
-    for algo in (by_hand, by_autograd):
-        fill(algo, 300)
-    by_autograd.manual_critic_backward = False
-    assert by_hand.manual_critic_backward
-    for _ in range(3):
-        batch = by_hand.replay.sample(64, by_hand.generator, by_hand.device)
-        batch_autograd = by_autograd.replay.sample(64, by_autograd.generator, by_autograd.device)
-        hand, auto = by_hand.train_step(batch), by_autograd.train_step(batch_autograd)
-        for key in auto:
-            torch.testing.assert_close(hand[key], auto[key], rtol=1e-5, atol=1e-6, msg=key)
-        for name in ("actor_flat", "critic_flat"):
-            torch.testing.assert_close(getattr(by_hand, name), getattr(by_autograd, name), rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(getattr(by_hand, name).grad, getattr(by_autograd, name).grad, rtol=1e-5,
-                                       atol=1e-6)
