@@ -36,3 +36,24 @@ def mask_url_passwords(text: str) -> str:
 def mask_args(args: list[str]) -> list[str]:
     """A command line's arguments, each with its URL passwords masked."""
     return [mask_url_passwords(arg) for arg in args]
+
+
+def recordable_config(cfg) -> dict:
+    """The config as a plain dict for the run's records (checkpoints, W&B): interpolations resolved, except
+    any that reads the environment (`${oc.env:TOKEN}`), which is kept as written so that the secret it
+    names never lands in a file; URL passwords masked. (Hydra's .hydra/config.yaml is written unresolved.)"""
+    from omegaconf import OmegaConf
+
+    def keep_env_reads(node):
+        if isinstance(node, dict):
+            return {key: keep_env_reads(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [keep_env_reads(value) for value in node]
+        if isinstance(node, str):
+            # `\${` is OmegaConf's escape for a literal `${`: the value resolves to the text as written.
+            node = node.replace("${", "\\${") if "oc.env:" in node else node
+            return mask_url_passwords(node)
+        return node
+
+    kept = keep_env_reads(OmegaConf.to_container(cfg, resolve=False))
+    return OmegaConf.to_container(OmegaConf.create(kept), resolve=True)
