@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
+import torch
+import yaml
 
 from rlrun.secrets import mask_url_passwords
+from tests.conftest import FAST
 
 
 @pytest.mark.parametrize("url", [
@@ -36,3 +42,93 @@ def test_url_password_is_masked_as_sqlalchemy_renders_it(url):
 def test_url_passwords_are_masked_in_any_text(text, expected):
     assert mask_url_passwords(text) == expected
     assert mask_url_passwords(expected) == expected
+
+
+# --- resume= replays only what rlrun records ---------------------------------------------------------
+
+EXPLOIT = '+hydra.callbacks.x={_target_:torch.load,f:"${hydra.run.dir}/checkpoints/stats.pt",weights_only:false}'
+
+
+class MakesMarker:
+    """A pickle that creates a file when it is loaded: the payload of the issue's exploit."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def every_file(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def own_copy(finished_cartpole_run, tmp_path) -> Path:
+    result, run_dir = finished_cartpole_run
+    assert result.returncode == 0, result.describe()
+    copy = tmp_path / "downloaded_run"
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def assert_refused_in_one_line(result, entry: str) -> str:
+    lines = result.stderr_lines()
+    assert result.returncode != 0, result.describe()
+    assert len(lines) == 1 and lines[0].startswith("rlrun: error: "), result.describe()
+    assert repr(entry) in lines[0], lines[0]
+    return lines[0]
+
+
+def test_resume_refuses_the_issues_hydra_callback_exploit_and_runs_nothing(rlrun, own_copy, tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save(MakesMarker(marker), own_copy / "checkpoints" / "stats.pt")
+    overrides = own_copy / ".hydra" / "overrides.yaml"
+    overrides.write_text(overrides.read_text() + yaml.safe_dump([EXPLOIT]))
+    before = every_file(own_copy)
+    result = rlrun(f"resume={own_copy}", "total_steps=4096", cwd=tmp_path)
+    line = assert_refused_in_one_line(result, EXPLOIT)
+    assert "hydra" in line
+    assert not marker.exists()
+    assert every_file(own_copy) == before  # cli.log and overrides.yaml included
+
+
+@pytest.mark.parametrize("entry, why", [
+    ("hydra.job.chdir=true", "hydra.*"),
+    ("+algo.extra_key=1", "'+' addition"),
+    ("++seed=5", "'++' addition"),
+    ("~env.wrappers", "deletion"),
+    ("+nonsense=1", "unknown key 'nonsense'"),
+    ("algo._target_=os.system", "_target_"),
+    ("eval.episodes=${oc.env:HOME}", "interpolation"),
+    ("env=../../../tmp/evil", "outside the config directory"),
+])
+def test_resume_refuses_any_override_rlrun_does_not_record_in_one_line(rlrun, own_copy, tmp_path, entry, why):
+    overrides = own_copy / ".hydra" / "overrides.yaml"
+    overrides.write_text(overrides.read_text() + yaml.safe_dump([entry]))
+    before = every_file(own_copy)
+    result = rlrun(f"resume={own_copy}", "total_steps=4096", cwd=tmp_path)
+    assert why in assert_refused_in_one_line(result, entry)
+    assert every_file(own_copy) == before
+
+
+def test_a_refused_line_given_again_on_the_command_line_resumes(rlrun, own_copy, tmp_path, monkeypatch):
+    overrides = own_copy / ".hydra" / "overrides.yaml"
+    lines = yaml.safe_load(overrides.read_text())
+    overrides.write_text(yaml.safe_dump([o for o in lines if not o.startswith("eval.episodes=")]
+                                        + ["eval.episodes=${oc.env:EPISODES}"]))
+    result = rlrun(f"resume={own_copy}", "total_steps=2304", "eval.episodes=1", cwd=tmp_path)
+    assert result.returncode == 0, result.describe()
+    assert "eval.episodes=1" in yaml.safe_load(overrides.read_text())
+
+
+def test_overrides_yaml_keeps_interpolations_unresolved_and_no_env_secret_reaches_any_file(rlrun, tmp_path, run_dir,
+                                                                                            monkeypatch):
+    monkeypatch.setenv("RLRUN_TEST_TOKEN", "tok-9f8e7d6c")  # the subprocess inherits it
+    entry = "+env.kwargs.sutton_barto_reward=${oc.env:RLRUN_TEST_TOKEN}"
+    result = rlrun(*FAST, "total_steps=512", "eval.every_steps=256", entry, cwd=tmp_path, run_dir=run_dir)
+    assert result.returncode == 0, result.describe()
+    assert entry in yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    assert not [name for name, data in every_file(run_dir).items() if b"tok-9f8e7d6c" in data]
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["config"]["env"]["kwargs"]["sutton_barto_reward"] == "${oc.env:RLRUN_TEST_TOKEN}"

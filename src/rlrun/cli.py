@@ -21,7 +21,16 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rlrun.config import ConfigError
 from rlrun.resources import CONF_DIR  # the package rlrun.conf: the repository's conf/, installed
+from rlrun.secrets import mask_url_passwords
+
 GROUPS = ("algo", "env", "network", "hardware", "logger")
+# What a run directory's .hydra/overrides.yaml may hold for resume= to replay it: the command-line overrides
+# rlrun records, of the config groups (and the optional tuned file) and of conf/config.yaml's run-level keys
+# (rlrun.run.RUN_KEYS, repeated here so that `rlrun --help` need not import torch).
+RESUMABLE_KEYS = (*GROUPS, "tuned", "seed", "total_steps", "schedule_steps", "resume", "eval", "checkpoint")
+# env.kwargs is the one mapping of rlrun's configs open to new keys (`+env.kwargs.reset_noise_scale=0.1`):
+# any other `+` addition is refused by the config check, so rlrun never records one.
+ADDABLE_UNDER = ("env.kwargs.",)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -82,6 +91,10 @@ def expand_resume(argv: list[str]) -> list[str]:
         raise ConfigError(f"resume={values[-1]}: its .hydra/ files cannot be read ({type(error).__name__}: "
                           f"{str(error).splitlines()[0] if str(error) else 'empty'}); "
                           "restore them or start a new run") from None
+    replaced = {_key(a) for a in argv if "=" in a}
+    for override in original:
+        if _key(override) not in replaced:  # a line the command line replaces is not replayed
+            check_recorded_override(override, overrides_file)
     for arg in argv:
         key, _, value = arg.partition("=")
         if key in ("algo", "env") and value != choices[key]:
@@ -91,6 +104,39 @@ def expand_resume(argv: list[str]) -> list[str]:
     merged.update({_key(a): a for a in argv if "=" in a})
     flags = [a for a in argv if "=" not in a]
     return [*flags, *merged.values(), f"hydra.run.dir='{run_dir.resolve()}'"]
+
+
+def check_recorded_override(override: str, overrides_file: Path) -> None:
+    """A line of a run directory's overrides.yaml that resume= would replay must be one rlrun records: a
+    run directory is data, and Hydra's overrides are code (`+hydra.callbacks...={_target_: ...}` runs a
+    callable, `${oc.env:...}` copies a secret into the run's files). Refused in one line naming it."""
+    problem = None
+    key = _key(override)
+    prefix = override[:len(override) - len(override.lstrip("+~"))]
+    _, sep, value = override.partition("=")
+    path = key.split(".")
+    if not key:
+        problem = "not a key=value override"
+    elif path[0] == "hydra":
+        problem = "rlrun never records hydra.* overrides there"
+    elif "~" in prefix:
+        problem = "a '~' deletion of a key, which rlrun never records"
+    elif path[0] not in RESUMABLE_KEYS:
+        problem = f"unknown key '{key}' (rlrun records only {', '.join(RESUMABLE_KEYS)} and their keys)"
+    elif "_target_" in path:
+        problem = "a _target_ names code to import, which rlrun never records"
+    elif prefix and not key.startswith(ADDABLE_UNDER):
+        problem = f"a '{prefix}' addition of a key rlrun does not write"
+    elif not sep:
+        problem = "not a key=value override"
+    elif "${" in value:
+        problem = "an interpolation (${...}) is resolved when replayed: rlrun records literal values"
+    elif path[0] in GROUPS + ("tuned",) and len(path) == 1 and (value.startswith("/") or ".." in value.split("/")):
+        problem = "a config choice outside the config directory"
+    if problem is not None:
+        raise ConfigError(f"resume: {overrides_file} holds {mask_url_passwords(repr(override))}, which resume= does not replay: {problem}; "
+                          "a run directory is data: if you wrote that line yourself, pass the override on the "
+                          "command line instead (rlrun resume=DIR key=value)")
 
 
 def describe_hydra_error(error: Exception) -> str:
