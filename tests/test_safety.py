@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,35 @@ def test_overrides_yaml_keeps_interpolations_unresolved_and_no_env_secret_reache
     assert not [name for name, data in every_file(run_dir).items() if b"tok-9f8e7d6c" in data]
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["config"]["env"]["kwargs"]["sutton_barto_reward"] == "${oc.env:RLRUN_TEST_TOKEN}"
+
+
+# --- names that become folders ---------------------------------------------------------------------
+
+def cli(entry_point: str, *args, cwd: Path, rlrun) -> subprocess.CompletedProcess:
+    code = f"import sys; from rlrun.cli import {entry_point}; {entry_point}()"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd, env=rlrun.env(cwd),
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def test_a_study_name_that_leaves_outputs_is_refused_in_one_line(rlrun, tmp_path):
+    cwd = tmp_path / "a" / "b"
+    cwd.mkdir(parents=True)
+    done = cli("tune_main", "algo=ppo", "env=CartPole", "tune.study_name=../../x", "tune.n_trials=1", cwd=cwd,
+               rlrun=rlrun)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("rlrun-tune: error: tune.study_name '../../x'"), lines[0]
+    assert list(tmp_path.rglob("*")) == [tmp_path / "a", cwd]  # nothing written, outputs/ included
+
+
+def test_a_suite_name_that_leaves_outputs_is_refused_in_one_line(rlrun, tmp_path):
+    cwd = tmp_path / "a" / "b"
+    cwd.mkdir(parents=True)
+    suite = {"name": "../../x", "envs": ["CartPole"], "seeds": [0], "total_steps": 512, "launcher": "basic",
+             "entries": [{"label": "ppo", "algo": "ppo"}]}
+    (cwd / "suite.yaml").write_text(yaml.safe_dump(suite))
+    done = cli("bench_main", "suite.yaml", cwd=cwd, rlrun=rlrun)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("rlrun-bench: error: suite name '../../x'"), lines[0]
+    assert sorted(tmp_path.rglob("*")) == [tmp_path / "a", cwd, cwd / "suite.yaml"]
