@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -166,3 +167,73 @@ def test_a_suite_name_that_leaves_outputs_is_refused_in_one_line(rlrun, tmp_path
     assert done.returncode != 0 and len(lines) == 1, done.stderr
     assert lines[0].startswith("rlrun-bench: error: suite name '../../x'"), lines[0]
     assert sorted(tmp_path.rglob("*")) == [tmp_path / "a", cwd, cwd / "suite.yaml"]
+
+
+# --- load_policy and rlrun-eval import nothing a run directory names, unless trusted ----------------
+
+FOREIGN_MODULE = '''
+import os
+import pathlib
+
+import gymnasium as gym
+
+from rlrun.algos.ppo import PPO as _PPO
+
+pathlib.Path(os.environ["RLRUN_TEST_MARKER"]).write_text("imported")  # what any code in it could do
+
+
+class PassThrough(gym.Wrapper):
+    pass
+
+
+class PPO(_PPO):
+    pass
+'''
+
+
+@pytest.fixture
+def foreign_run(own_copy, tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """A downloaded run directory whose config names a module that writes a marker file when imported."""
+    (tmp_path / "foreign_pkg.py").write_text(FOREIGN_MODULE)
+    marker = tmp_path / "imported_marker"
+    monkeypatch.setenv("RLRUN_TEST_MARKER", str(marker))
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable in this process too: load_policy must not import it
+    return own_copy, marker
+
+
+def name_foreign_code(run_dir: Path, where: str) -> None:
+    for name in ("best.pt", "last.pt"):
+        path = run_dir / "checkpoints" / name
+        state = torch.load(path, weights_only=True)
+        if where == "env.id":
+            state["config"]["env"]["id"] = "foreign_pkg:" + state["config"]["env"]["id"]
+        elif where == "env.wrappers":
+            state["config"]["env"]["wrappers"] = [{"_target_": "foreign_pkg.PassThrough"}]
+        else:
+            state["config"]["algo"]["_target_"] = "foreign_pkg.PPO"
+        torch.save(state, path)
+
+
+def rlrun_eval(*args, cwd: Path, rlrun) -> subprocess.CompletedProcess:
+    return cli("eval_main", *args, cwd=cwd, rlrun=rlrun)
+
+
+@pytest.mark.parametrize("where", ["env.id", "env.wrappers", "algo._target_"])
+def test_rlrun_eval_and_load_policy_import_no_module_a_run_names_unless_trusted(rlrun, foreign_run, tmp_path, where):
+    from rlrun import load_policy
+    from rlrun.config import ConfigError
+
+    run_dir, marker = foreign_run
+    name_foreign_code(run_dir, where)
+    refused = rlrun_eval(run_dir, "episodes=1", cwd=tmp_path, rlrun=rlrun)
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode != 0 and len(lines) == 1, refused.stderr
+    assert lines[0].startswith("rlrun-eval: error: ") and f"foreign_pkg ({where}" in lines[0], lines[0]
+    assert "trust_code=true" in lines[0]
+    with pytest.raises(ConfigError, match="trust_code"):
+        load_policy(run_dir)
+    assert not marker.exists() and "foreign_pkg" not in sys.modules
+    trusted = rlrun_eval(run_dir, "episodes=1", "trust_code=true", cwd=tmp_path, rlrun=rlrun)
+    assert trusted.returncode == 0, trusted.stderr
+    assert marker.read_text() == "imported"  # the module is real: trusted, it is imported

@@ -233,14 +233,16 @@ def tune_main() -> None:
 
 def eval_main() -> None:
     """`rlrun-eval <run dir | checkpoint> [episodes=10] [deterministic=true] [seed=N] [video=true]
-    [video_frames=N] [video_size=[W,H]] [export=policy.onnx|policy.pt] [json=PATH] [env.<key>=...]`
+    [video_frames=N] [video_size=[W,H]] [export=policy.onnx|policy.pt] [json=PATH] [trust_code=true] [env.<key>=...]`
 
     Loads checkpoints/best.pt (else last.pt, or the file named) with its frozen normalisation, plays the
     episodes (by default with the run's evaluation seed: the episodes of its own evaluations), prints
     mean +- std and writes every episode's return and length to <run dir>/eval/<time>_<checkpoint>.json.
     video=true writes one MP4 per episode under <run dir>/videos/ (rendering is slow without a GPU,
     ~10 frames/s: cap it with video_frames=300 video_size=[320,240]); env.<key>=... changes the env
-    (env.max_episode_steps=200); export= writes the deterministic acting network for deployment."""
+    (env.max_episode_steps=200); export= writes the deterministic acting network for deployment.
+    A run directory is data: the modules its config names outside rlrun and gymnasium (an env package,
+    wrapper or algorithm classes) are imported only with trust_code=true (your own envs' runs, or runs you trust)."""
     argv = sys.argv[1:]
     if not argv or any(arg in ("-h", "--help") for arg in argv):
         print(eval_main.__doc__.replace("\n    ", "\n"))
