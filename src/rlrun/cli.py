@@ -8,6 +8,7 @@ and W&B run continue where they stopped.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import sys
@@ -42,17 +43,38 @@ def task(cfg: DictConfig) -> float:
     try:
         return run(cfg)
     except ConfigError as error:
+        # Refused before anything in the run directory changed: cli.log is left alone too.
         remove_if_only_log(Path(HydraConfig.get().runtime.output_dir))
-        sys.exit(f"rlrun: error: {error}")
+        sys.exit(f"rlrun: error: {mask_url_passwords(str(error))}")
     except RunError as error:
         # A loss gone NaN or a full disk (the last good checkpoint is kept). SystemExit passes through
         # Hydra's job runner (which would print a second report) and stops a multirun.
-        sys.exit(f"rlrun: error: {error}")
+        exit_recorded(f"rlrun: error: {error}")
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            record_in_log_file(f"rlrun: error: {type(error).__name__}: {error}", error)
             raise
-        sys.exit(f"rlrun: error: disk full writing {error.filename or 'the run directory'}; files already "
-                 "written (checkpoints/last.pt included) are kept: free space, then resume the run")
+        exit_recorded(f"rlrun: error: disk full writing {error.filename or 'the run directory'}; files already "
+                      "written (checkpoints/last.pt included) are kept: free space, then resume the run")
+    except Exception as error:  # a crash (an env that raised mid-run, a bug): its traceback goes to cli.log too
+        record_in_log_file(f"rlrun: error: {type(error).__name__}: {error}", error)
+        raise
+
+
+def record_in_log_file(line: str, error: BaseException | None = None) -> None:
+    """Write an error line (and the traceback of `error`) to the run's cli.log only: the terminal gets the
+    line from sys.exit, the traceback from Python."""
+    record = logging.LogRecord("rlrun", logging.ERROR, __file__, 0, line, None,
+                               (type(error), error, error.__traceback__) if error is not None else None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)  # its filters mask URL passwords (rlrun.secrets.mask_log_lines)
+
+
+def exit_recorded(line: str) -> None:
+    line = mask_url_passwords(line)
+    record_in_log_file(line)
+    sys.exit(line)
 
 
 def remove_if_only_log(run_dir: Path) -> None:

@@ -13,6 +13,7 @@ been accepted and the directory is locked against a second process.
 from __future__ import annotations
 
 import fcntl
+import importlib
 import json
 import logging
 import math
@@ -43,7 +44,7 @@ from rlrun.logging import Logger, logger_config, new_run_id
 from rlrun.nets import network_config
 from rlrun.resources import CONF_DIR
 from rlrun.returns import Segment, ValueCheck, value_check
-from rlrun.secrets import mask_url_passwords, recordable_config
+from rlrun.secrets import mask_log_lines, mask_url_passwords, recordable_config
 
 log = logging.getLogger("rlrun")
 
@@ -334,6 +335,35 @@ def applied_tuned_file(hydra_cfg) -> str | None:
     return None
 
 
+def import_env_module(env_id: str) -> None:
+    """The module of an env id `module:Env-v0`, imported now so that one that cannot be (not installed, a
+    missing dependency, an error at import) is one line before anything is written, not a traceback."""
+    module = env_id.split(":", 1)[0] if isinstance(env_id, str) and ":" in env_id else None
+    if module is None:
+        return
+    try:
+        importlib.import_module(module)
+    except Exception as error:  # noqa: BLE001 -- any error importing it: ImportError, SyntaxError, its own
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ConfigError(f"env.id {env_id!r}: its module {module!r} cannot be imported ({type(error).__name__}"
+                          f"{': ' + first if first else ''}); install the package that provides it, or put it on "
+                          "PYTHONPATH") from None
+
+
+def warn_if_no_update(algo_cfg, total_steps: int) -> None:
+    """A budget that cannot reach the algorithm's first update trains nothing: say so at the start."""
+    learning_starts = getattr(algo_cfg, "learning_starts", None)
+    if learning_starts is not None and learning_starts >= total_steps:
+        log.warning("algo.learning_starts=%s >= total_steps=%s: the run acts at random and makes no update; "
+                    "lower algo.learning_starts or raise total_steps", f"{learning_starts:,}", f"{total_steps:,}")
+    num_steps = getattr(algo_cfg, "num_steps", None)
+    rollout = getattr(algo_cfg, "num_envs", 1) * num_steps if num_steps is not None else 0
+    if rollout > total_steps:
+        log.warning("one rollout (algo.num_envs * algo.num_steps = %s steps) is longer than total_steps=%s: the run "
+                    "takes %s steps for a single update; lower algo.num_steps or raise total_steps",
+                    f"{rollout:,}", f"{total_steps:,}", f"{rollout:,}")
+
+
 def check_config(cfg: DictConfig, algo_name: str, env_name: str):
     """Every check of the user's input that needs no file of the run directory."""
     unknown = [key for key in cfg if key not in (*GROUP_KEYS, *RUN_KEYS)]
@@ -341,6 +371,7 @@ def check_config(cfg: DictConfig, algo_name: str, env_name: str):
         raise ConfigError(f"unknown top-level key '{unknown[0]}'; valid keys: {', '.join(RUN_KEYS)} "
                           f"and the groups {', '.join(GROUP_KEYS)}")
     settings = from_config(RunConfig, {k: cfg[k] for k in RUN_KEYS if k in cfg}, "config")
+    import_env_module(cfg.env.get("id"))
     env_cfg = env_config(cfg.env)
     net_cfg = network_config(cfg.network)
     hw = hardware.resolve(cfg.hardware)
@@ -360,6 +391,7 @@ def experiment(cfg: DictConfig, run_dir: Path, algo_name: str, env_name: str,
     """One run as a generator: yields (global_step, mean evaluation return) after each evaluation and
     returns the final mean evaluation return. Closing it early stops the run as Ctrl-C does (last.pt
     and summary.json written, `stopped_early` recorded)."""
+    mask_log_lines()
     settings, env_cfg, net_cfg, hw, log_cfg, algo_cls, algo_cfg = check_config(cfg, algo_name, env_name)
     if settings.resume:
         resumed = load_resumable(settings, run_dir, algo_name, env_name)
@@ -410,6 +442,7 @@ def experiment(cfg: DictConfig, run_dir: Path, algo_name: str, env_name: str,
         run_config = recordable_config(cfg)
         logger = Logger(log_cfg, run_dir, run_config, settings.total_steps, start_step, runner_state["wandb_id"],
                         resuming=resumed is not None)
+        warn_if_no_update(algo_cfg, settings.total_steps)
         log.info("%s algo=%s on %s (env=%s%s), seed %d, %s: %s steps%s (budgets round up to whole iterations); "
                  "run directory %s", "resuming" if resumed else "training", algo_name, env_cfg.id, env_name,
                  f", tuned file {tuned}" if tuned else "", settings.seed, hw.device,
@@ -458,6 +491,9 @@ class Training:
         self.checkpoints = Schedule(settings.checkpoint.every_steps, start_step)
         self.last_eval: list[float] | None = None
         self.interrupted = self.stopped_early = self.warned_divergence = False
+        # How the run ended, for summary.json: running (a periodic checkpoint's summary, which a killed run
+        # keeps), completed, interrupted (a stop request, or the driver stopped it early) or failed (`error`).
+        self.status, self.error = "running", None
         # What the progress bar and log lines show; in the checkpoint, so a resumed run shows the same.
         self.recent_returns: deque[float] = deque(runner_state.get("recent_returns", []), maxlen=20)
         self.wall_start = time.perf_counter()
@@ -472,7 +508,7 @@ class Training:
         self.train_seconds += iteration_seconds
         previous_step, self.step = self.step, metrics.pop("global_step")
         returns, lengths = metrics.pop("episodic_returns"), metrics.pop("episodic_lengths")
-        self.guard_against_nan(metrics)
+        self.guard_against_nan(metrics, returns)
         self.recent_returns.extend(returns)
         self.iteration_elapsed = elapsed = self.elapsed()
         self.logger.log_episodes("train", self.step, returns, lengths, elapsed)
@@ -484,17 +520,42 @@ class Training:
             "time/elapsed": elapsed},
             recent_return=float(np.mean(self.recent_returns)) if self.recent_returns else math.nan)
 
-    def guard_against_nan(self, metrics: dict) -> None:
-        """A NaN loss stops the run (the last good checkpoint is kept); a huge one warns once."""
+    def guard_against_nan(self, metrics: dict, returns: list[float]) -> None:
+        """A NaN or infinity from the env, or a NaN loss, stops the run (the last good checkpoint is kept);
+        a huge loss warns once. The env is checked first: a NaN reward or observation reaches the losses."""
+        produced = self.env_non_finite(returns)
+        if produced is not None:
+            raise RunError(f"the env {self.env_cfg.id} returned a non-finite {produced} (NaN or infinity) by step "
+                           f"{self.step:,}; stopping: {self.kept('good')}; check the env's step()")
         losses = {k: v for k, v in metrics.items() if "loss" in k and isinstance(v, float)}
         bad = [k for k, v in losses.items() if math.isnan(v)]
         if bad:
-            raise RunError(f"{', '.join(bad)} became NaN at step {self.step:,}; stopping: {self.kept('good')}")
+            raise RunError(f"{', '.join(bad)} became NaN at step {self.step:,} (the env's rewards and observations "
+                           f"were finite); stopping: {self.kept('good')}")
         diverged = [k for k, v in losses.items() if abs(v) > DIVERGED_LOSS]
         if diverged and not self.warned_divergence:
             self.warned_divergence = True
             log.warning("the run looks diverged at step %s: %s = %.3g (check the learning rate)",
                         f"{self.step:,}", diverged[0], losses[diverged[0]])
+
+    def env_non_finite(self, returns: list[float]) -> str | None:
+        """"reward" or "observation" if the training env produced a NaN or infinity there, as far as what it
+        keeps shows: every reward adds to its episode's return (finished or running) and to the return
+        statistics, every observation to the observation statistics; the current observations too."""
+        env = self.train_env
+
+        def finite(*arrays) -> bool:
+            return all(np.isfinite(np.asarray(a, dtype=float)).all() for a in arrays if a is not None)
+
+        if not finite(returns, getattr(env, "episode_return", None)):
+            return "reward"
+        for name, rms in (("observation", getattr(env, "obs_rms", None)), ("reward", getattr(env, "return_rms", None))):
+            if not finite(getattr(rms, "mean", None), getattr(rms, "var", None)):
+                return name
+        current = getattr(getattr(env, "envs", None), "obs", None)  # the sync backend's current observations
+        if isinstance(current, np.ndarray) and current.dtype.kind == "f" and not finite(current):
+            return "observation"
+        return None
 
     def kept(self, adjective: str) -> str:
         """What a stopped run keeps: the last checkpoint written, if any."""
@@ -592,9 +653,22 @@ class Training:
                 "best_eval_mean_return": self.runner_state["best_return"], "total_steps": step,
                 "wall_seconds": self.runner_state["wall_seconds"],
                 "steps_per_second": (step - self.start_step) / max(self.train_seconds, 1e-9),
+                "status": self.status, **({"error": self.error} if self.error else {}),
                 "interrupted": self.interrupted, "stopped_early": self.stopped_early})
         except OSError as error:
             raise RunError(f"cannot write {self.run_dir / 'summary.json'}: {error.strerror or error}") from None
+
+    def record_end(self, status: str, error: BaseException | None = None) -> None:
+        """summary.json says how a run that stopped by an exception ended (failed, with the error in one line;
+        interrupted by a second Ctrl-C); a summary that cannot be written leaves the error to be reported."""
+        self.status = status
+        if error is not None:
+            text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            self.error = text if isinstance(error, RunError) else f"{type(error).__name__}: {text}".rstrip(": ")
+        try:
+            self.write_summary()
+        except RunError:
+            pass
 
 
 def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env_cfg, algo, train_env: VecEnv,
@@ -613,6 +687,7 @@ def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env
                 run.take_iteration(metrics)
                 done = run.step >= settings.total_steps or stop.requested
                 run.interrupted = stop.requested
+                run.status = "interrupted" if stop.requested else "completed" if done else "running"
                 if run.evaluations.due(run.step) or (done and not stop.requested):
                     mean_return = run.evaluate()
                     if not done:
@@ -621,6 +696,7 @@ def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env
                         except GeneratorExit:
                             # The driver stops the run here (a pruned trial): keep it resumable.
                             run.stopped_early = True
+                            run.status = "interrupted"
                             run.checkpoint_last()
                             return mean_return
                 if run.checkpoints.due(run.step) or done:
@@ -628,6 +704,21 @@ def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env
                 if done:
                     break
                 run.iteration_start = time.perf_counter()
+    except KeyboardInterrupt:  # a second Ctrl-C: at once, without a checkpoint
+        run.interrupted = True
+        run.record_end("interrupted")
+        raise
+    except Exception as error:  # a NaN, a full disk, an env that raised: the last good checkpoint is kept
+        produced = None if isinstance(error, RunError) else run.env_non_finite([])
+        if produced is not None:  # the algorithm choked on what the env returned (logits of a NaN observation)
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            error = RunError(f"the env {env_cfg.id} returned a non-finite {produced} (NaN or infinity) after step "
+                             f"{run.step:,}, and then {type(error).__name__}: {first}; stopping: {run.kept('good')}; "
+                             "check the env's step()")
+            run.record_end("failed", error)
+            raise error from None
+        run.record_end("failed", error)
+        raise
     finally:
         learning.close()
 

@@ -11,6 +11,7 @@ PGPASSWORD or ~/.pgpass, which libpq reads when the URL has none (docs/security.
 
 from __future__ import annotations
 
+import logging
 import re
 
 MASK = "***"
@@ -57,3 +58,26 @@ def recordable_config(cfg) -> dict:
 
     kept = keep_env_reads(OmegaConf.to_container(cfg, resolve=False))
     return OmegaConf.to_container(OmegaConf.create(kept), resolve=True)
+
+
+class MaskPasswords(logging.Filter):
+    """Masks URL passwords in every record it sees (the message with its arguments, and a traceback's text)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_url_passwords(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_url_passwords(record.exc_text)
+        return True
+
+
+def mask_log_lines() -> None:
+    """Mask URL passwords in every line of rlrun's logger, whatever its handlers, and in every line the root
+    logger's handlers write (Hydra's cli.log and console). Safe to call more than once."""
+    for target in (logging.getLogger("rlrun"), *logging.getLogger().handlers):
+        if not any(isinstance(f, MaskPasswords) for f in target.filters):
+            target.addFilter(MaskPasswords())

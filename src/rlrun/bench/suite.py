@@ -28,6 +28,7 @@ from rlrun.bench.figures import parse_figures
 from rlrun.bench.runs import ENTRY_FILE, read_run
 from rlrun.cli import CONF_DIR, describe_hydra_error
 from rlrun.config import POSITIVE, ConfigError, check_folder_name, from_config, one_of
+from rlrun.secrets import mask_url_passwords
 
 BENCH_DIR = CONF_DIR / "bench"
 
@@ -284,5 +285,5 @@ def append_log(out: Path, invocation: dict[str, Any]) -> None:
     else:
         history.append(invocation)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(history, indent=2) + "\n")
+    tmp.write_text(mask_url_passwords(json.dumps(history, indent=2)) + "\n")
     tmp.replace(path)
