@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import subprocess
@@ -237,3 +239,34 @@ def test_rlrun_eval_and_load_policy_import_no_module_a_run_names_unless_trusted(
     trusted = rlrun_eval(run_dir, "episodes=1", "trust_code=true", cwd=tmp_path, rlrun=rlrun)
     assert trusted.returncode == 0, trusted.stderr
     assert marker.read_text() == "imported"  # the module is real: trusted, it is imported
+
+
+# --- no secret is written down ----------------------------------------------------------------------
+
+SECRET = "S3cret-pw"
+URL = f"postgresql://alice:{SECRET}@db.lab:5432/studies"
+
+
+def test_a_password_on_the_command_line_reaches_no_file_wandb_or_report(rlrun, tmp_path, run_dir):
+    # hydra.job.env_set gives the job an environment variable: a real way a URL with a password reaches sys.argv.
+    result = rlrun("env=CartPole", "logger=wandb", "logger.wandb.mode=offline", "eval.episodes=1", "total_steps=512",
+                   "eval.every_steps=256", f"+hydra.job.env_set.RLRUN_DB_URL={URL}", cwd=tmp_path, run_dir=run_dir)
+    assert result.returncode == 0, result.describe()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert "postgresql://alice:***@db.lab:5432/studies" in manifest["command"]
+    assert list((run_dir / "wandb").rglob("*.wandb")), "no W&B offline run was written"
+    report = cli("report_main", run_dir, "--out", tmp_path / "report", cwd=tmp_path, rlrun=rlrun)
+    assert report.returncode == 0, report.stderr
+    leaks = [name for folder in (run_dir, tmp_path / "report") for name, data in every_file(folder).items()
+             if SECRET.encode() in data]
+    assert leaks == []
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_every_rlrun_log_line_is_masked(caplog):
+    from rlrun.secrets import mask_log_lines
+
+    mask_log_lines()
+    with caplog.at_level(logging.INFO, logger="rlrun"):
+        logging.getLogger("rlrun").info("storage %s, then %s", URL, "sqlite:///x.db")
+    assert caplog.messages == ["storage postgresql://alice:***@db.lab:5432/studies, then sqlite:///x.db"]
