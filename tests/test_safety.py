@@ -35,14 +35,17 @@ def test_url_password_is_masked_as_sqlalchemy_renders_it(url):
     ("rlrun-tune tune.storage=postgresql://alice:hunter2@db.lab:5432/studies algo=ppo",
      "rlrun-tune tune.storage=postgresql://alice:***@db.lab:5432/studies algo=ppo"),
     # an unescaped '@' or '/' in the password: masked whole, never cut at its first '@'
-    ("tune.storage='postgresql://alice:p@ss/w@rd@db.lab/studies'", "tune.storage='postgresql://alice:***@db.lab/studies'"),
+    ("tune.storage='postgresql://alice:p@ss/w@rd@db.lab/studies'",
+     "tune.storage='postgresql://alice:***@db.lab/studies'"),
     ("postgresql://alice:p?a#s@db.lab/studies", "postgresql://alice:***@db.lab/studies"),
     # an '@' in the query: masked up to it (more than the password, never less)
     ("postgresql://alice:pw@db.lab/s?application_name=a@b", "postgresql://alice:***@b"),
     ("postgresql://db.lab/studies?user=alice&password=hunter2&sslmode=require",
      "postgresql://db.lab/studies?user=alice&password=***&sslmode=require"),
-    ("two: redis://:tok@r1:6379/0 and postgresql://bob:pw2@h/db", "two: redis://:***@r1:6379/0 and postgresql://bob:***@h/db"),
-    ("no secrets: http://example.org:8080/path user:pass tune.storage=null", "no secrets: http://example.org:8080/path user:pass tune.storage=null"),
+    ("two: redis://:tok@r1:6379/0 and postgresql://bob:pw2@h/db",
+     "two: redis://:***@r1:6379/0 and postgresql://bob:***@h/db"),
+    ("no secrets: http://example.org:8080/path user:pass tune.storage=null",
+     "no secrets: http://example.org:8080/path user:pass tune.storage=null"),
 ])
 def test_url_passwords_are_masked_in_any_text(text, expected):
     assert mask_url_passwords(text) == expected

@@ -25,13 +25,11 @@ from rlrun.resources import CONF_DIR  # the package rlrun.conf: the repository's
 from rlrun.secrets import mask_url_passwords
 
 GROUPS = ("algo", "env", "network", "hardware", "logger")
-# What a run directory's .hydra/overrides.yaml may hold for resume= to replay it: the command-line overrides
-# rlrun records, of the config groups (and the optional tuned file) and of conf/config.yaml's run-level keys
-# (rlrun.run.RUN_KEYS, repeated here so that `rlrun --help` need not import torch).
-RESUMABLE_KEYS = (*GROUPS, "tuned", "seed", "total_steps", "schedule_steps", "resume", "eval", "checkpoint")
 # env.kwargs is the one mapping of rlrun's configs open to new keys (`+env.kwargs.reset_noise_scale=0.1`):
 # any other `+` addition is refused by the config check, so rlrun never records one.
 ADDABLE_UNDER = ("env.kwargs.",)
+# Lines of overrides.yaml that resume= drops (the new resume= and run directory take their place).
+NOT_REPLAYED = ("resume", "hydra.run.dir")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -52,13 +50,18 @@ def task(cfg: DictConfig) -> float:
         exit_recorded(f"rlrun: error: {error}")
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
-            record_in_log_file(f"rlrun: error: {type(error).__name__}: {error}", error)
+            record_in_log_file(f"rlrun: error: {one_line(error)}", error)
             raise
         exit_recorded(f"rlrun: error: disk full writing {error.filename or 'the run directory'}; files already "
                       "written (checkpoints/last.pt included) are kept: free space, then resume the run")
     except Exception as error:  # a crash (an env that raised mid-run, a bug): its traceback goes to cli.log too
-        record_in_log_file(f"rlrun: error: {type(error).__name__}: {error}", error)
+        record_in_log_file(f"rlrun: error: {one_line(error)}", error)
         raise
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def record_in_log_file(line: str, error: BaseException | None = None) -> None:
@@ -115,14 +118,14 @@ def expand_resume(argv: list[str]) -> list[str]:
                           "restore them or start a new run") from None
     replaced = {_key(a) for a in argv if "=" in a}
     for override in original:
-        if _key(override) not in replaced:  # a line the command line replaces is not replayed
+        if _key(override) not in (*replaced, *NOT_REPLAYED):  # a line the command line replaces is not replayed
             check_recorded_override(override, overrides_file)
     for arg in argv:
         key, _, value = arg.partition("=")
         if key in ("algo", "env") and value != choices[key]:
             raise ConfigError(f"resume={values[-1]} is a run of algo={choices['algo']} env={choices['env']}; "
                               f"it cannot continue as {key}={value}: drop {key}= or start a new run")
-    merged = {_key(o): o for o in original if _key(o) not in ("resume", "hydra.run.dir")}
+    merged = {_key(o): o for o in original if _key(o) not in NOT_REPLAYED}
     merged.update({_key(a): a for a in argv if "=" in a})
     flags = [a for a in argv if "=" not in a]
     return [*flags, *merged.values(), f"hydra.run.dir='{run_dir.resolve()}'"]
@@ -132,6 +135,9 @@ def check_recorded_override(override: str, overrides_file: Path) -> None:
     """A line of a run directory's overrides.yaml that resume= would replay must be one rlrun records: a
     run directory is data, and Hydra's overrides are code (`+hydra.callbacks...={_target_: ...}` runs a
     callable, `${oc.env:...}` copies a secret into the run's files). Refused in one line naming it."""
+    from rlrun.run import GROUP_KEYS, RUN_KEYS  # the top-level keys of a run's config (imports torch: resume only)
+
+    resumable = (*GROUP_KEYS, "tuned", *RUN_KEYS)
     problem = None
     key = _key(override)
     prefix = override[:len(override) - len(override.lstrip("+~"))]
@@ -143,8 +149,8 @@ def check_recorded_override(override: str, overrides_file: Path) -> None:
         problem = "rlrun never records hydra.* overrides there"
     elif "~" in prefix:
         problem = "a '~' deletion of a key, which rlrun never records"
-    elif path[0] not in RESUMABLE_KEYS:
-        problem = f"unknown key '{key}' (rlrun records only {', '.join(RESUMABLE_KEYS)} and their keys)"
+    elif path[0] not in resumable:
+        problem = f"unknown key '{key}' (rlrun records only {', '.join(resumable)} and their keys)"
     elif "_target_" in path:
         problem = "a _target_ names code to import, which rlrun never records"
     elif prefix and not key.startswith(ADDABLE_UNDER):
@@ -153,12 +159,12 @@ def check_recorded_override(override: str, overrides_file: Path) -> None:
         problem = "not a key=value override"
     elif "${" in value:
         problem = "an interpolation (${...}) is resolved when replayed: rlrun records literal values"
-    elif path[0] in GROUPS + ("tuned",) and len(path) == 1 and (value.startswith("/") or ".." in value.split("/")):
+    elif path[0] in (*GROUP_KEYS, "tuned") and len(path) == 1 and (value.startswith("/") or ".." in value.split("/")):
         problem = "a config choice outside the config directory"
     if problem is not None:
-        raise ConfigError(f"resume: {overrides_file} holds {mask_url_passwords(repr(override))}, which resume= does not replay: {problem}; "
-                          "a run directory is data: if you wrote that line yourself, pass the override on the "
-                          "command line instead (rlrun resume=DIR key=value)")
+        raise ConfigError(f"resume: {overrides_file} holds {mask_url_passwords(repr(override))}, which resume= "
+                          f"does not replay: {problem}; a run directory is data: if you wrote that line yourself, "
+                          "pass the override on the command line instead (rlrun resume=DIR key=value)")
 
 
 def describe_hydra_error(error: Exception) -> str:
