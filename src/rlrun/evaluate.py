@@ -245,6 +245,12 @@ def load_policy(path: str | Path, env_overrides: list[str] | tuple[str, ...] = (
                           "nothing it names is imported unless you trust it: pass trust_code=true "
                           "(load_policy(..., trust_code=True))")
     cfg = OmegaConf.create(config)
+    try:
+        # A `${oc.env:NAME}` the run kept as written (rlrun.secrets.recordable_config) is read from this environment.
+        OmegaConf.resolve(cfg)
+    except Exception as error:  # noqa: BLE001 -- OmegaConf's resolution errors have many types
+        raise ConfigError(f"{ckpt}: its config cannot be resolved here ({str(error).splitlines()[0]}); set the "
+                          "environment variables it reads (${oc.env:...})") from None
     train_env_cfg = env_config(cfg.env)
     try:
         overrides = OmegaConf.from_dotlist([o.removeprefix("env.") for o in env_overrides])
