@@ -530,8 +530,8 @@ class Training:
         losses = {k: v for k, v in metrics.items() if "loss" in k and isinstance(v, float)}
         bad = [k for k, v in losses.items() if math.isnan(v)]
         if bad:
-            raise RunError(f"{', '.join(bad)} became NaN at step {self.step:,} (the env's rewards and observations "
-                           f"were finite); stopping: {self.kept('good')}")
+            raise RunError(f"{', '.join(bad)} became NaN at step {self.step:,} (no NaN seen in the env's rewards or "
+                           f"observations); stopping: {self.kept('good')}")
         diverged = [k for k, v in losses.items() if abs(v) > DIVERGED_LOSS]
         if diverged and not self.warned_divergence:
             self.warned_divergence = True
@@ -658,6 +658,18 @@ class Training:
         except OSError as error:
             raise RunError(f"cannot write {self.run_dir / 'summary.json'}: {error.strerror or error}") from None
 
+    def record_failure(self, error: Exception) -> Exception:
+        """Record a failed run; returns the error to report: a RunError naming the env's output when the
+        algorithm choked on a NaN the env returned (the logits of a NaN observation), else `error` itself."""
+        produced = None if isinstance(error, RunError) else self.env_non_finite([])
+        if produced is not None:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            error = RunError(f"the env {self.env_cfg.id} returned a non-finite {produced} (NaN or infinity) after "
+                             f"step {self.step:,}, and then {type(error).__name__}: {first}; stopping: "
+                             f"{self.kept('good')}; check the env's step()")
+        self.record_end("failed", error)
+        return error
+
     def record_end(self, status: str, error: BaseException | None = None) -> None:
         """summary.json says how a run that stopped by an exception ended (failed, with the error in one line;
         interrupted by a second Ctrl-C); a summary that cannot be written leaves the error to be reported."""
@@ -709,15 +721,9 @@ def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env
         run.record_end("interrupted")
         raise
     except Exception as error:  # a NaN, a full disk, an env that raised: the last good checkpoint is kept
-        produced = None if isinstance(error, RunError) else run.env_non_finite([])
-        if produced is not None:  # the algorithm choked on what the env returned (logits of a NaN observation)
-            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            error = RunError(f"the env {env_cfg.id} returned a non-finite {produced} (NaN or infinity) after step "
-                             f"{run.step:,}, and then {type(error).__name__}: {first}; stopping: {run.kept('good')}; "
-                             "check the env's step()")
-            run.record_end("failed", error)
-            raise error from None
-        run.record_end("failed", error)
+        reported = run.record_failure(error)
+        if reported is not error:
+            raise reported from None
         raise
     finally:
         learning.close()
