@@ -410,6 +410,7 @@ def test_ctrl_c_exits_130_with_a_resumable_checkpoint_and_an_interrupted_summary
     assert state["global_step"] > 0
     assert interrupted_run["summary"] is not None, "no summary.json after Ctrl-C"
     assert interrupted_run["summary"]["interrupted"] is True
+    assert interrupted_run["summary"]["status"] == "interrupted"
     # The run stopped at an iteration boundary and checkpointed that step.
     assert interrupted_run["summary"]["total_steps"] == state["global_step"]
 
@@ -421,7 +422,7 @@ def test_a_run_stopped_by_ctrl_c_resumes_to_completion(rlrun, interrupted_run):
     result = rlrun(f"resume={run_dir}", f"total_steps={target}", cwd=interrupted_run["cwd"])
     assert result.returncode == 0, result.describe()
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["interrupted"] is False
+    assert summary["interrupted"] is False and summary["status"] == "completed"
     assert summary["total_steps"] >= target
     assert math.isfinite(summary["final_eval_mean_return"])
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["global_step"] >= target

@@ -198,6 +198,7 @@ def test_sighup_stops_at_an_iteration_boundary_with_a_checkpoint_and_summary(rlr
     summary = json.loads((run_dir / "summary.json").read_text())
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert summary["interrupted"] is True and summary["total_steps"] == state["global_step"] > 0
+    assert summary["status"] == "interrupted" and "error" not in summary
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="mounting a small tmpfs needs root")
@@ -322,3 +323,121 @@ def test_a_sigkill_inside_a_write_keeps_the_run_resumable(rlrun, tmp_path, run_d
         result = rlrun(*FAST, f"total_steps={budget}", cwd=tmp_path, run_dir=run_dir)
     assert result.returncode == 0, result.describe()
     assert check_run_directory(run_dir) == budget
+
+
+# --- failures leave a record --------------------------------------------------------------------------
+
+FAULTY_ENVS = '''
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.classic_control import CartPoleEnv
+
+
+class FaultyCartPole(CartPoleEnv):
+    """CartPole whose every instance goes wrong from its `at`-th step on, as a user's env can."""
+
+    def __init__(self, fault="none", at=200, render_mode=None):
+        super().__init__(render_mode=render_mode)
+        self.fault, self.at, self.steps = fault, at, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        self.steps += 1
+        if self.steps >= self.at:
+            if self.fault == "raise":
+                raise RuntimeError("the simulator lost its state")
+            if self.fault == "nan_reward":
+                reward = float("nan")
+            if self.fault == "nan_observation":
+                obs = np.full_like(obs, np.nan)
+        return obs, reward, terminated, truncated, info
+
+
+gym.register("FaultyCartPole-v0", entry_point=FaultyCartPole, max_episode_steps=500)
+'''
+
+FAULTY_ENV_YAML = """
+id: faulty_envs:FaultyCartPole-v0
+kwargs: {fault: none, at: 200}
+max_episode_steps: null
+normalize_obs: false
+normalize_reward: false
+clip_obs: 10.0
+clip_reward: 10.0
+"""
+
+
+@pytest.fixture
+def faulty_env(tmp_path, monkeypatch) -> list[str]:
+    """A user's env package (on PYTHONPATH) and its env yaml under --config-dir: the overrides that choose it.
+    Each of its 8 training envs (PPO's CartPole settings) reaches step 200 at global step 1,600, after the
+    checkpoint at 1,024 and before any evaluation."""
+    (tmp_path / "faulty_envs.py").write_text(FAULTY_ENVS)
+    (tmp_path / "my_conf" / "env").mkdir(parents=True)
+    (tmp_path / "my_conf" / "env" / "Faulty.yaml").write_text(FAULTY_ENV_YAML)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    return ["--config-dir", str(tmp_path / "my_conf"), "algo=ppo", "env=Faulty", "logger=csv", "eval.episodes=1",
+            "total_steps=4096", "eval.every_steps=100000", "checkpoint.every_steps=1024",
+            "algo.num_envs=8", "algo.num_steps=32"]
+
+
+def summary_and_log(run_dir: Path) -> tuple[dict, str]:
+    return json.loads((run_dir / "summary.json").read_text()), (run_dir / "cli.log").read_text()
+
+
+def test_an_env_that_raises_mid_run_leaves_a_failed_summary_and_its_traceback_in_cli_log(rlrun, faulty_env, tmp_path,
+                                                                                          run_dir):
+    result = rlrun(*faulty_env, "env.kwargs.fault=raise", cwd=tmp_path, run_dir=run_dir)
+    assert result.returncode != 0 and "the simulator lost its state" in result.stderr, result.describe()
+    summary, log = summary_and_log(run_dir)
+    assert summary["status"] == "failed" and summary["error"] == "RuntimeError: the simulator lost its state"
+    assert "rlrun: error: RuntimeError: the simulator lost its state" in log
+    assert "Traceback (most recent call last)" in log and "faulty_envs.py" in log
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["global_step"] == 1024
+
+
+@pytest.mark.parametrize("fault, produced", [("nan_reward", "reward"), ("nan_observation", "observation")])
+def test_the_nan_guard_names_the_envs_output_when_the_nan_came_from_the_env(rlrun, faulty_env, tmp_path, run_dir,
+                                                                           fault, produced):
+    result = rlrun(*faulty_env, f"env.kwargs.fault={fault}", cwd=tmp_path, run_dir=run_dir)
+    line = assert_one_error_line(result, f"returned a non-finite {produced}", "FaultyCartPole-v0", "last.pt",
+                                 "1,024")
+    summary, log = summary_and_log(run_dir)
+    assert summary["status"] == "failed" and summary["error"] == line.removeprefix("rlrun: error: ")
+    assert line in log
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["global_step"] == 1024
+
+
+@pytest.mark.parametrize("module_text, named", [
+    (None, "No module named 'missing_envs'"),
+    ("import a_dependency_that_is_not_installed\n", "No module named 'a_dependency_that_is_not_installed'"),
+    ("raise RuntimeError('broken at import')\n", "RuntimeError: broken at import"),
+])
+def test_an_env_module_that_cannot_be_imported_is_one_line_and_leaves_no_run_directory(rlrun, tmp_path, run_dir,
+                                                                                        monkeypatch, module_text,
+                                                                                        named):
+    if module_text is not None:
+        (tmp_path / "missing_envs.py").write_text(module_text)
+        monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    result = rlrun(*FAST, "env.id=missing_envs:Reach-v0", "total_steps=512", cwd=tmp_path, run_dir=run_dir)
+    assert_one_error_line(result, "'missing_envs:Reach-v0'", named)
+    assert not run_dir.exists()
+
+
+def test_a_completed_run_says_so_in_its_summary(finished):
+    summary = json.loads((finished / "summary.json").read_text())
+    assert summary["status"] == "completed" and "error" not in summary
+
+
+@pytest.mark.parametrize("overrides, warning", [
+    (("algo=sac", "env=Pendulum", "algo.learning_starts=2000", "total_steps=400"),
+     "algo.learning_starts=2,000 >= total_steps=400"),
+    (("algo=ppo", "env=CartPole", "algo.num_envs=1", "algo.num_steps=512", "algo.num_minibatches=4",
+      "total_steps=256"), "one rollout (algo.num_envs * algo.num_steps = 512 steps) is longer than total_steps=256"),
+])
+def test_a_budget_that_cannot_reach_the_first_update_warns_at_the_start(rlrun, tmp_path, run_dir, overrides, warning):
+    result = rlrun(*overrides, "logger=csv", "eval.episodes=1", cwd=tmp_path, run_dir=run_dir)
+    assert result.returncode == 0, result.describe()
+    warned = [line for line in result.stderr_lines() + result.stdout.splitlines() if warning in line]
+    assert len(warned) == 1, result.describe()
+    assert warning in (run_dir / "cli.log").read_text()

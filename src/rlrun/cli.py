@@ -8,6 +8,7 @@ and W&B run continue where they stopped.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import sys
@@ -21,7 +22,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rlrun.config import ConfigError
 from rlrun.resources import CONF_DIR  # the package rlrun.conf: the repository's conf/, installed
+from rlrun.secrets import mask_url_passwords
+
 GROUPS = ("algo", "env", "network", "hardware", "logger")
+# env.kwargs is the one mapping of rlrun's configs open to new keys (`+env.kwargs.reset_noise_scale=0.1`):
+# any other `+` addition is refused by the config check, so rlrun never records one.
+ADDABLE_UNDER = ("env.kwargs.",)
+# Lines of overrides.yaml that resume= drops (the new resume= and run directory take their place).
+NOT_REPLAYED = ("resume", "hydra.run.dir")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -33,17 +41,43 @@ def task(cfg: DictConfig) -> float:
     try:
         return run(cfg)
     except ConfigError as error:
+        # Refused before anything in the run directory changed: cli.log is left alone too.
         remove_if_only_log(Path(HydraConfig.get().runtime.output_dir))
-        sys.exit(f"rlrun: error: {error}")
+        sys.exit(f"rlrun: error: {mask_url_passwords(str(error))}")
     except RunError as error:
         # A loss gone NaN or a full disk (the last good checkpoint is kept). SystemExit passes through
         # Hydra's job runner (which would print a second report) and stops a multirun.
-        sys.exit(f"rlrun: error: {error}")
+        exit_recorded(f"rlrun: error: {error}")
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            record_in_log_file(f"rlrun: error: {one_line(error)}", error)
             raise
-        sys.exit(f"rlrun: error: disk full writing {error.filename or 'the run directory'}; files already "
-                 "written (checkpoints/last.pt included) are kept: free space, then resume the run")
+        exit_recorded(f"rlrun: error: disk full writing {error.filename or 'the run directory'}; files already "
+                      "written (checkpoints/last.pt included) are kept: free space, then resume the run")
+    except Exception as error:  # a crash (an env that raised mid-run, a bug): its traceback goes to cli.log too
+        record_in_log_file(f"rlrun: error: {one_line(error)}", error)
+        raise
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def record_in_log_file(line: str, error: BaseException | None = None) -> None:
+    """Write an error line (and the traceback of `error`) to the run's cli.log only: the terminal gets the
+    line from sys.exit, the traceback from Python."""
+    record = logging.LogRecord("rlrun", logging.ERROR, __file__, 0, line, None,
+                               (type(error), error, error.__traceback__) if error is not None else None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)  # its filters mask URL passwords (rlrun.secrets.mask_log_lines)
+
+
+def exit_recorded(line: str) -> None:
+    line = mask_url_passwords(line)
+    record_in_log_file(line)
+    sys.exit(line)
 
 
 def remove_if_only_log(run_dir: Path) -> None:
@@ -82,15 +116,55 @@ def expand_resume(argv: list[str]) -> list[str]:
         raise ConfigError(f"resume={values[-1]}: its .hydra/ files cannot be read ({type(error).__name__}: "
                           f"{str(error).splitlines()[0] if str(error) else 'empty'}); "
                           "restore them or start a new run") from None
+    replaced = {_key(a) for a in argv if "=" in a}
+    for override in original:
+        if _key(override) not in (*replaced, *NOT_REPLAYED):  # a line the command line replaces is not replayed
+            check_recorded_override(override, overrides_file)
     for arg in argv:
         key, _, value = arg.partition("=")
         if key in ("algo", "env") and value != choices[key]:
             raise ConfigError(f"resume={values[-1]} is a run of algo={choices['algo']} env={choices['env']}; "
                               f"it cannot continue as {key}={value}: drop {key}= or start a new run")
-    merged = {_key(o): o for o in original if _key(o) not in ("resume", "hydra.run.dir")}
+    merged = {_key(o): o for o in original if _key(o) not in NOT_REPLAYED}
     merged.update({_key(a): a for a in argv if "=" in a})
     flags = [a for a in argv if "=" not in a]
     return [*flags, *merged.values(), f"hydra.run.dir='{run_dir.resolve()}'"]
+
+
+def check_recorded_override(override: str, overrides_file: Path) -> None:
+    """A line of a run directory's overrides.yaml that resume= would replay must be one rlrun records: a
+    run directory is data, and Hydra's overrides are code (`+hydra.callbacks...={_target_: ...}` runs a
+    callable, `${oc.env:...}` copies a secret into the run's files). Refused in one line naming it."""
+    from rlrun.run import GROUP_KEYS, RUN_KEYS  # the top-level keys of a run's config (imports torch: resume only)
+
+    resumable = (*GROUP_KEYS, "tuned", *RUN_KEYS)
+    problem = None
+    key = _key(override)
+    prefix = override[:len(override) - len(override.lstrip("+~"))]
+    _, sep, value = override.partition("=")
+    path = key.split(".")
+    if not key:
+        problem = "not a key=value override"
+    elif path[0] == "hydra":
+        problem = "rlrun never records hydra.* overrides there"
+    elif "~" in prefix:
+        problem = "a '~' deletion of a key, which rlrun never records"
+    elif path[0] not in resumable:
+        problem = f"unknown key '{key}' (rlrun records only {', '.join(resumable)} and their keys)"
+    elif "_target_" in path:
+        problem = "a _target_ names code to import, which rlrun never records"
+    elif prefix and not key.startswith(ADDABLE_UNDER):
+        problem = f"a '{prefix}' addition of a key rlrun does not write"
+    elif not sep:
+        problem = "not a key=value override"
+    elif "${" in value:
+        problem = "an interpolation (${...}) is resolved when replayed: rlrun records literal values"
+    elif path[0] in (*GROUP_KEYS, "tuned") and len(path) == 1 and (value.startswith("/") or ".." in value.split("/")):
+        problem = "a config choice outside the config directory"
+    if problem is not None:
+        raise ConfigError(f"resume: {overrides_file} holds {mask_url_passwords(repr(override))}, which resume= "
+                          f"does not replay: {problem}; a run directory is data: if you wrote that line yourself, "
+                          "pass the override on the command line instead (rlrun resume=DIR key=value)")
 
 
 def describe_hydra_error(error: Exception) -> str:
@@ -187,14 +261,16 @@ def tune_main() -> None:
 
 def eval_main() -> None:
     """`rlrun-eval <run dir | checkpoint> [episodes=10] [deterministic=true] [seed=N] [video=true]
-    [video_frames=N] [video_size=[W,H]] [export=policy.onnx|policy.pt] [json=PATH] [env.<key>=...]`
+    [video_frames=N] [video_size=[W,H]] [export=policy.onnx|policy.pt] [json=PATH] [trust_code=true] [env.<key>=...]`
 
     Loads checkpoints/best.pt (else last.pt, or the file named) with its frozen normalisation, plays the
     episodes (by default with the run's evaluation seed: the episodes of its own evaluations), prints
     mean +- std and writes every episode's return and length to <run dir>/eval/<time>_<checkpoint>.json.
     video=true writes one MP4 per episode under <run dir>/videos/ (rendering is slow without a GPU,
     ~10 frames/s: cap it with video_frames=300 video_size=[320,240]); env.<key>=... changes the env
-    (env.max_episode_steps=200); export= writes the deterministic acting network for deployment."""
+    (env.max_episode_steps=200); export= writes the deterministic acting network for deployment.
+    A run directory is data: the modules its config names outside rlrun and gymnasium (an env package,
+    wrapper or algorithm classes) are imported only with trust_code=true (your own envs' runs, or runs you trust)."""
     argv = sys.argv[1:]
     if not argv or any(arg in ("-h", "--help") for arg in argv):
         print(eval_main.__doc__.replace("\n    ", "\n"))

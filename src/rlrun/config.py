@@ -99,3 +99,12 @@ def from_config(cls: type[T], mapping: Mapping[str, Any], where: str) -> T:
             raise ConfigError(f"{where}.{name} must be {check[0]} (got {value!r})")
         values[name] = value
     return cls(**values)
+
+
+def check_folder_name(name: str | None, what: str) -> None:
+    """A name that becomes one folder of a path (a study's outputs/tune/<name>/, a suite's outputs/bench/<name>/,
+    an entry's runs/<label>/): one path component, so that `../../x` cannot write outside outputs/."""
+    if name is None:
+        return
+    if not name or "/" in name or "\\" in name or "\0" in name or name.startswith("."):
+        raise ConfigError(f"{what} {name!r} must be a non-empty folder name, without '/' and not starting with '.'")

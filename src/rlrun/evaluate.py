@@ -199,11 +199,36 @@ class ActingNetwork(nn.Module):
 
 # --- loading ------------------------------------------------------------------------------------------
 
+# Modules a checkpoint's config may name without the caller's leave: rlrun's own and gymnasium's (an env id
+# without a `module:` prefix is one of gymnasium's registered ids, made without importing anything new).
+TRUSTED_PACKAGES = ("rlrun", "gymnasium")
 
-def load_policy(path: str | Path, env_overrides: list[str] | tuple[str, ...] = (), device: str = "cpu") -> Policy:
+
+def modules_named(config: dict) -> list[tuple[str, str]]:
+    """(config key, module) for each module outside rlrun and gymnasium that rebuilding the policy of this
+    config would import: the env's `module:id`, the wrappers' classes, the algorithm's class."""
+    env = config.get("env") if isinstance(config.get("env"), dict) else {}
+    algo = config.get("algo") if isinstance(config.get("algo"), dict) else {}
+    named = []
+    if isinstance(env.get("id"), str) and ":" in env["id"]:
+        named.append(("env.id", env["id"].split(":", 1)[0]))
+    for i, entry in enumerate(env.get("wrappers") if isinstance(env.get("wrappers"), list) else []):
+        path = entry.get("_target_") if isinstance(entry, dict) else entry
+        named.append((f"env.wrappers[{i}]", str(path).rpartition(".")[0]))
+    named.append(("algo._target_", str(algo.get("_target_")).rpartition(".")[0]))
+    return [(key, module) for key, module in named
+            if not any(module == package or module.startswith(package + ".") for package in TRUSTED_PACKAGES)]
+
+
+def load_policy(path: str | Path, env_overrides: list[str] | tuple[str, ...] = (), device: str = "cpu",
+                trust_code: bool = False) -> Policy:
     """The policy of a run directory (its checkpoints/best.pt, else last.pt) or of a checkpoint file.
     `env_overrides` ("max_episode_steps=200", "kwargs.reset_noise_scale=0.2") change the env it is
-    evaluated in, not the network it was trained with."""
+    evaluated in, not the network it was trained with.
+
+    A run directory is data: its config may name modules to import (an env `module:id`, wrapper or
+    algorithm classes), which run their code when imported. Those outside rlrun and gymnasium are imported
+    only with `trust_code=True` (for runs of your own envs, or directories you trust); else a ConfigError."""
     ckpt = find_checkpoint(path)
     try:
         state = checkpoint.load(ckpt)
@@ -213,7 +238,19 @@ def load_policy(path: str | Path, env_overrides: list[str] | tuple[str, ...] = (
     if not (isinstance(state, dict) and {"config", "algo", "env"} <= state.keys()):
         raise ConfigError(f"{ckpt} is not an rlrun checkpoint (no config, algo and env state in it)")
     config = state["config"]
+    foreign = modules_named(config) if isinstance(config, dict) else []
+    if foreign and not trust_code:
+        named = ", ".join(f"{module} ({key})" for key, module in foreign)
+        raise ConfigError(f"{ckpt}: its config names code to import: {named}; a run directory is data, so "
+                          "nothing it names is imported unless you trust it: pass trust_code=true "
+                          "(load_policy(..., trust_code=True))")
     cfg = OmegaConf.create(config)
+    try:
+        # A `${oc.env:NAME}` the run kept as written (rlrun.secrets.recordable_config) is read from this environment.
+        OmegaConf.resolve(cfg)
+    except Exception as error:  # noqa: BLE001 -- OmegaConf's resolution errors have many types
+        raise ConfigError(f"{ckpt}: its config cannot be resolved here ({str(error).splitlines()[0]}); set the "
+                          "environment variables it reads (${oc.env:...})") from None
     train_env_cfg = env_config(cfg.env)
     try:
         overrides = OmegaConf.from_dotlist([o.removeprefix("env.") for o in env_overrides])
@@ -267,6 +304,7 @@ class EvalArgs:
     json: str | None = None  # where to write returns and lengths (default <run dir>/eval/<time>_<checkpoint>.json)
     export: str | None = None  # also write the acting network: policy.onnx or policy.pt (TorchScript)
     device: str = "cpu"
+    trust_code: bool = False  # import the modules the run's config names (its env package, wrappers, algorithm)
 
 
 def parse_eval_args(argv: list[str]) -> tuple[str, EvalArgs, list[str]]:
@@ -321,7 +359,7 @@ def run_eval(argv: list[str]) -> dict:
     from rlrun.run import write_json
 
     target, args, env_overrides = parse_eval_args(argv)
-    policy = load_policy(target, env_overrides, args.device)
+    policy = load_policy(target, env_overrides, args.device, args.trust_code)
     run_dir = run_dir_of(policy.path)
     seed = evaluation_seed(policy) if args.seed is None else args.seed
     result = evaluate_policy(policy, args.episodes, seed, args.deterministic,

@@ -23,6 +23,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rlrun import checkpoint
 from rlrun.config import POSITIVE, ConfigError, from_config, one_of, rule
+from rlrun.secrets import mask_args
 
 log = logging.getLogger("rlrun")
 
@@ -313,6 +314,16 @@ def start_wandb(cfg: WandbConfig, run_dir: Path, run_config: dict, wandb_id: str
     import wandb
 
     def init(mode: str):
+        # W&B records sys.argv[1:] as the run's arguments (and `wandb sync` uploads them): it sees them masked.
+        # (Swapped only for the call, on this thread, while the training thread is busy with anything but argv.)
+        argv = sys.argv
+        sys.argv = [argv[0], *mask_args(argv[1:])]
+        try:
+            return start(mode)
+        finally:
+            sys.argv = argv
+
+    def start(mode: str):
         run = wandb.init(
             project=cfg.project, entity=cfg.entity, group=cfg.group, tags=cfg.tags, mode=mode, dir=str(run_dir),
             id=wandb_id, resume="allow", name=run_dir.name, config=run_config,

@@ -13,6 +13,7 @@ been accepted and the directory is locked against a second process.
 from __future__ import annotations
 
 import fcntl
+import importlib
 import json
 import logging
 import math
@@ -43,6 +44,7 @@ from rlrun.logging import Logger, logger_config, new_run_id
 from rlrun.nets import network_config
 from rlrun.resources import CONF_DIR
 from rlrun.returns import Segment, ValueCheck, value_check
+from rlrun.secrets import mask_log_lines, mask_url_passwords, recordable_config
 
 log = logging.getLogger("rlrun")
 
@@ -297,8 +299,10 @@ def run(cfg: DictConfig, run_dir: Path | None = None, algo_name: str | None = No
         run_dir = Path(hydra_cfg.runtime.output_dir)
         algo_name, env_name = hydra_cfg.runtime.choices["algo"], hydra_cfg.runtime.choices["env"]
         tuned = applied_tuned_file(hydra_cfg)
+        # As Hydra writes them: unresolved (iterating a ListConfig would resolve `${oc.env:TOKEN}` into the file).
         hydra_files = {"config.yaml": cfg, "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
-                       "overrides.yaml": OmegaConf.create(list(hydra_cfg.overrides.task))}
+                       "overrides.yaml": OmegaConf.create(OmegaConf.to_container(hydra_cfg.overrides.task,
+                                                                                 resolve=False))}
     evaluations = experiment(cfg, Path(run_dir), algo_name, env_name, hydra_files, tuned)
     mean_return = math.nan
     try:
@@ -331,6 +335,35 @@ def applied_tuned_file(hydra_cfg) -> str | None:
     return None
 
 
+def import_env_module(env_id: str) -> None:
+    """The module of an env id `module:Env-v0`, imported now so that one that cannot be (not installed, a
+    missing dependency, an error at import) is one line before anything is written, not a traceback."""
+    module = env_id.split(":", 1)[0] if isinstance(env_id, str) and ":" in env_id else None
+    if module is None:
+        return
+    try:
+        importlib.import_module(module)
+    except Exception as error:  # noqa: BLE001 -- any error importing it: ImportError, SyntaxError, its own
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ConfigError(f"env.id {env_id!r}: its module {module!r} cannot be imported ({type(error).__name__}"
+                          f"{': ' + first if first else ''}); install the package that provides it, or put it on "
+                          "PYTHONPATH") from None
+
+
+def warn_if_no_update(algo_cfg, total_steps: int) -> None:
+    """A budget that cannot reach the algorithm's first update trains nothing: say so at the start."""
+    learning_starts = getattr(algo_cfg, "learning_starts", None)
+    if learning_starts is not None and learning_starts >= total_steps:
+        log.warning("algo.learning_starts=%s >= total_steps=%s: the run acts at random and makes no update; "
+                    "lower algo.learning_starts or raise total_steps", f"{learning_starts:,}", f"{total_steps:,}")
+    num_steps = getattr(algo_cfg, "num_steps", None)
+    rollout = getattr(algo_cfg, "num_envs", 1) * num_steps if num_steps is not None else 0
+    if rollout > total_steps:
+        log.warning("one rollout (algo.num_envs * algo.num_steps = %s steps) is longer than total_steps=%s: the run "
+                    "takes %s steps for a single update; lower algo.num_steps or raise total_steps",
+                    f"{rollout:,}", f"{total_steps:,}", f"{rollout:,}")
+
+
 def check_config(cfg: DictConfig, algo_name: str, env_name: str):
     """Every check of the user's input that needs no file of the run directory."""
     unknown = [key for key in cfg if key not in (*GROUP_KEYS, *RUN_KEYS)]
@@ -338,6 +371,7 @@ def check_config(cfg: DictConfig, algo_name: str, env_name: str):
         raise ConfigError(f"unknown top-level key '{unknown[0]}'; valid keys: {', '.join(RUN_KEYS)} "
                           f"and the groups {', '.join(GROUP_KEYS)}")
     settings = from_config(RunConfig, {k: cfg[k] for k in RUN_KEYS if k in cfg}, "config")
+    import_env_module(cfg.env.get("id"))
     env_cfg = env_config(cfg.env)
     net_cfg = network_config(cfg.network)
     hw = hardware.resolve(cfg.hardware)
@@ -357,6 +391,7 @@ def experiment(cfg: DictConfig, run_dir: Path, algo_name: str, env_name: str,
     """One run as a generator: yields (global_step, mean evaluation return) after each evaluation and
     returns the final mean evaluation return. Closing it early stops the run as Ctrl-C does (last.pt
     and summary.json written, `stopped_early` recorded)."""
+    mask_log_lines()
     settings, env_cfg, net_cfg, hw, log_cfg, algo_cls, algo_cfg = check_config(cfg, algo_name, env_name)
     if settings.resume:
         resumed = load_resumable(settings, run_dir, algo_name, env_name)
@@ -402,11 +437,12 @@ def experiment(cfg: DictConfig, run_dir: Path, algo_name: str, env_name: str,
         if hydra_files is not None:
             (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
             for name, node in hydra_files.items():
-                checkpoint.write_text(run_dir / ".hydra" / name, OmegaConf.to_yaml(node))
+                checkpoint.write_text(run_dir / ".hydra" / name, mask_url_passwords(OmegaConf.to_yaml(node)))
         write_manifest(run_dir, settings, hw, train_env.backend, runner_state["wandb_id"], resumed is not None)
-        run_config = OmegaConf.to_container(cfg, resolve=True)
+        run_config = recordable_config(cfg)
         logger = Logger(log_cfg, run_dir, run_config, settings.total_steps, start_step, runner_state["wandb_id"],
                         resuming=resumed is not None)
+        warn_if_no_update(algo_cfg, settings.total_steps)
         log.info("%s algo=%s on %s (env=%s%s), seed %d, %s: %s steps%s (budgets round up to whole iterations); "
                  "run directory %s", "resuming" if resumed else "training", algo_name, env_cfg.id, env_name,
                  f", tuned file {tuned}" if tuned else "", settings.seed, hw.device,
@@ -421,155 +457,281 @@ def experiment(cfg: DictConfig, run_dir: Path, algo_name: str, env_name: str,
         lock.release()
 
 
-def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env_cfg, algo, train_env: VecEnv,
-          eval_env: VecEnv, logger: Logger, runner_state: dict, run_config: dict,
-          start_step: int) -> Generator[tuple[int, float], None, float]:
-    """The training loop of `experiment`, once everything is built and the run directory is locked."""
-    ckpt_dir = run_dir / "checkpoints"
-    last_good = {"step": start_step if start_step else None}
+class Schedule:
+    """Something done every `every` steps (0: never), at the first iteration at or past each multiple."""
 
-    def save(name: str, step: int) -> None:
-        algo_state = algo.state_dict()
-        if not settings.checkpoint.replay:
+    def __init__(self, every: int, step: int):
+        self.every = every
+        self.advance(step)
+
+    def due(self, step: int) -> bool:
+        return step >= self.next
+
+    def advance(self, step: int) -> None:
+        self.next = (step // self.every + 1) * self.every if self.every > 0 else math.inf
+
+
+class Training:
+    """What the training loop keeps between iterations, and each of its steps as a named method: take an
+    iteration's metrics (NaN guard, logging), evaluate (video, best.pt), checkpoint (last.pt and
+    summary.json). `train` below is the loop that calls them."""
+
+    def __init__(self, settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env_cfg, algo,
+                 train_env: VecEnv, eval_env: VecEnv, logger: Logger, runner_state: dict, run_config: dict,
+                 start_step: int):
+        self.settings, self.run_dir, self.algo_name, self.env_name, self.env_cfg = (settings, run_dir, algo_name,
+                                                                                    env_name, env_cfg)
+        self.algo, self.train_env, self.eval_env, self.logger = algo, train_env, eval_env, logger
+        self.runner_state, self.run_config, self.start_step = runner_state, run_config, start_step
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.last_good_step = start_step if start_step else None  # of checkpoints/last.pt
+        self.step = start_step
+        self.evaluations = Schedule(settings.eval.every_steps, start_step)
+        self.videos = Schedule(settings.eval.video_every_steps, start_step)
+        self.checkpoints = Schedule(settings.checkpoint.every_steps, start_step)
+        self.last_eval: list[float] | None = None
+        self.interrupted = self.stopped_early = self.warned_divergence = False
+        # How the run ended, for summary.json: running (a periodic checkpoint's summary, which a killed run
+        # keeps), completed, interrupted (a stop request, or the driver stopped it early) or failed (`error`).
+        self.status, self.error = "running", None
+        # What the progress bar and log lines show; in the checkpoint, so a resumed run shows the same.
+        self.recent_returns: deque[float] = deque(runner_state.get("recent_returns", []), maxlen=20)
+        self.wall_start = time.perf_counter()
+        self.train_seconds = 0.0
+        self.iteration_start = self.iteration_elapsed = 0.0
+
+    # --- one iteration's metrics -------------------------------------------------------------------
+
+    def take_iteration(self, metrics: dict) -> None:
+        """Account for one iteration of the algorithm: stop on a NaN, then log its metrics."""
+        iteration_seconds = time.perf_counter() - self.iteration_start
+        self.train_seconds += iteration_seconds
+        previous_step, self.step = self.step, metrics.pop("global_step")
+        returns, lengths = metrics.pop("episodic_returns"), metrics.pop("episodic_lengths")
+        self.guard_against_nan(metrics, returns)
+        self.recent_returns.extend(returns)
+        self.iteration_elapsed = elapsed = self.elapsed()
+        self.logger.log_episodes("train", self.step, returns, lengths, elapsed)
+        self.logger.log_train(self.step, {
+            "train/episodic_return": float(np.mean(returns)) if returns else math.nan,
+            "train/episodic_length": float(np.mean(lengths)) if lengths else math.nan,
+            **metrics,
+            "time/sps": (self.step - previous_step) / max(iteration_seconds, 1e-9),
+            "time/elapsed": elapsed},
+            recent_return=float(np.mean(self.recent_returns)) if self.recent_returns else math.nan)
+
+    def guard_against_nan(self, metrics: dict, returns: list[float]) -> None:
+        """A NaN or infinity from the env, or a NaN loss, stops the run (the last good checkpoint is kept);
+        a huge loss warns once. The env is checked first: a NaN reward or observation reaches the losses."""
+        produced = self.env_non_finite(returns)
+        if produced is not None:
+            raise RunError(f"the env {self.env_cfg.id} returned a non-finite {produced} (NaN or infinity) by step "
+                           f"{self.step:,}; stopping: {self.kept('good')}; check the env's step()")
+        losses = {k: v for k, v in metrics.items() if "loss" in k and isinstance(v, float)}
+        bad = [k for k, v in losses.items() if math.isnan(v)]
+        if bad:
+            raise RunError(f"{', '.join(bad)} became NaN at step {self.step:,} (no NaN seen in the env's rewards or "
+                           f"observations); stopping: {self.kept('good')}")
+        diverged = [k for k, v in losses.items() if abs(v) > DIVERGED_LOSS]
+        if diverged and not self.warned_divergence:
+            self.warned_divergence = True
+            log.warning("the run looks diverged at step %s: %s = %.3g (check the learning rate)",
+                        f"{self.step:,}", diverged[0], losses[diverged[0]])
+
+    def env_non_finite(self, returns: list[float]) -> str | None:
+        """"reward" or "observation" if the training env produced a NaN or infinity there, as far as what it
+        keeps shows: every reward adds to its episode's return (finished or running) and to the return
+        statistics, every observation to the observation statistics; the current observations too."""
+        env = self.train_env
+
+        def finite(*arrays) -> bool:
+            return all(np.isfinite(np.asarray(a, dtype=float)).all() for a in arrays if a is not None)
+
+        if not finite(returns, getattr(env, "episode_return", None)):
+            return "reward"
+        for name, rms in (("observation", getattr(env, "obs_rms", None)), ("reward", getattr(env, "return_rms", None))):
+            if not finite(getattr(rms, "mean", None), getattr(rms, "var", None)):
+                return name
+        current = getattr(getattr(env, "envs", None), "obs", None)  # the sync backend's current observations
+        if isinstance(current, np.ndarray) and current.dtype.kind == "f" and not finite(current):
+            return "observation"
+        return None
+
+    def kept(self, adjective: str) -> str:
+        """What a stopped run keeps: the last checkpoint written, if any."""
+        if self.last_good_step is None:
+            return "no checkpoint was written"
+        return f"{self.ckpt_dir / 'last.pt'} (step {self.last_good_step:,}) is the last {adjective} checkpoint"
+
+    def elapsed(self) -> float:
+        """The run's wall-clock seconds, counted across resumes."""
+        return self.runner_state["wall_seconds"] + time.perf_counter() - self.wall_start
+
+    # --- evaluation --------------------------------------------------------------------------------
+
+    def evaluate(self) -> float:
+        """Evaluate the policy, log it, record a video when one is due, keep best.pt; returns the mean return."""
+        settings, step = self.settings, self.step
+        # eval/elapsed: the run's wall-clock seconds when the evaluated policy was taken (before this
+        # evaluation ran), counted across resumes: time to a score (Mnih et al. 2016, Fig. 3).
+        elapsed = self.iteration_elapsed
+        evaluation = evaluate(self.algo, self.eval_env, self.train_env, settings.eval.episodes,
+                              settings.seed + settings.eval.seed_offset)
+        self.last_eval = evaluation.returns
+        self.logger.log_episodes("eval", step, evaluation.returns, evaluation.lengths, elapsed,
+                                 evaluation.discounted_returns)
+        mean_return = float(np.mean(evaluation.returns))
+        eval_metrics = {"eval/mean_return": mean_return, "eval/std_return": float(np.std(evaluation.returns)),
+                        "eval/mean_discounted_return": float(np.mean(evaluation.discounted_returns)),
+                        "eval/elapsed": elapsed}
+        if evaluation.values is not None:
+            eval_metrics |= {"eval/value_estimate": evaluation.values.value_estimate,
+                             "eval/return_to_go": evaluation.values.return_to_go,
+                             "eval/value_states": evaluation.values.states}
+        self.logger.log_eval(step, eval_metrics, settings.total_steps)
+        self.evaluations.advance(step)
+        if self.videos.due(step):
+            self.record_video()
+        if mean_return > self.runner_state["best_return"]:
+            self.runner_state["best_return"] = mean_return
+            self.save("best.pt")
+        return mean_return
+
+    def record_video(self) -> None:
+        from rlrun.envs.video import record_training_video
+
+        settings = self.settings
+        video = record_training_video(self.algo, self.train_env, self.env_cfg, self.run_dir, self.step,
+                                      settings.seed + settings.eval.seed_offset, self.logger,
+                                      settings.eval.video_frames, settings.eval.video_size)
+        log.info("video of one evaluation episode: %s (%d frames)", video["path"], video["frames"])
+        self.videos.advance(self.step)
+
+    # --- checkpoints and the summary ---------------------------------------------------------------
+
+    def checkpoint_last(self) -> None:
+        """checkpoints/last.pt (and summary.json), with the wall-clock time so far."""
+        self.runner_state["wall_seconds"] += time.perf_counter() - self.wall_start
+        self.wall_start = time.perf_counter()
+        self.save("last.pt")
+        self.checkpoints.advance(self.step)
+
+    def save(self, name: str) -> None:
+        algo_state = self.algo.state_dict()
+        if not self.settings.checkpoint.replay:
             # An off-policy algorithm's replay buffer (key "replay") is large: kept only when asked for.
             algo_state.pop("replay", None)
         # A diverged update can leave NaN weights while the losses reported before it were finite: such a
         # state must never replace the last good checkpoint (resuming it would only hit the NaN again).
         bad = non_finite_tensors({k: v for k, v in algo_state.items() if k != "replay"})
         if bad:
-            kept = (f"{ckpt_dir / 'last.pt'} (step {last_good['step']:,}) is the last finite checkpoint"
-                    if last_good["step"] is not None else "no checkpoint was written")
-            raise RunError(f"non-finite values in {', '.join(bad[:3])} at step {step:,}; stopping: {kept}")
-        runner_state["recent_returns"] = list(recent_returns)
+            raise RunError(f"non-finite values in {', '.join(bad[:3])} at step {self.step:,}; stopping: "
+                           f"{self.kept('finite')}")
+        self.runner_state["recent_returns"] = list(self.recent_returns)
+        path = self.ckpt_dir / name
         if name == "last.pt":
             # Before last.pt, so that a kill between the two leaves a summary newer than last.pt, never older.
-            write_summary()
+            self.write_summary()
         try:
-            checkpoint.save({"algo_name": algo_name, "env_name": env_name, "env_id": env_cfg.id,
-                             "global_step": step, "algo": algo_state, "env": train_env.state_dict(),
-                             "runner": dict(runner_state), "config": run_config}, ckpt_dir / name)
+            checkpoint.save({"algo_name": self.algo_name, "env_name": self.env_name, "env_id": self.env_cfg.id,
+                             "global_step": self.step, "algo": algo_state, "env": self.train_env.state_dict(),
+                             "runner": dict(self.runner_state), "config": self.run_config}, path)
         except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
             reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
-            raise RunError(f"cannot write {ckpt_dir / name} ({reason}); the previous {name}, if any, is kept: "
+            raise RunError(f"cannot write {path} ({reason}); the previous {name}, if any, is kept: "
                            "free disk space, then resume the run") from None
         if name == "last.pt":
-            last_good["step"] = step
+            self.last_good_step = self.step
 
-    def next_multiple(step: int, every: int) -> float:
-        return (step // every + 1) * every if every > 0 else math.inf
-
-    step = start_step
-    next_eval = next_multiple(step, settings.eval.every_steps)
-    next_video = next_multiple(step, settings.eval.video_every_steps)
-    next_ckpt = next_multiple(step, settings.checkpoint.every_steps)
-    last_eval: list[float] | None = None
-    interrupted = stopped_early = warned_divergence = False
-    # What the progress bar and log lines show; in the checkpoint, so a resumed run shows the same.
-    recent_returns: deque[float] = deque(runner_state.get("recent_returns", []), maxlen=20)
-    wall_start = time.perf_counter()
-    train_seconds = 0.0
-
-    def write_summary() -> None:
+    def write_summary(self) -> None:
+        last_eval, step = self.last_eval, self.step
         try:
-            write_json(run_dir / "summary.json", {
-                "algo": algo_name, "env": env_name, "env_id": env_cfg.id, "seed": settings.seed,
+            write_json(self.run_dir / "summary.json", {
+                "algo": self.algo_name, "env": self.env_name, "env_id": self.env_cfg.id, "seed": self.settings.seed,
                 "final_eval_mean_return": float(np.mean(last_eval)) if last_eval else math.nan,
                 "final_eval_std_return": float(np.std(last_eval)) if last_eval else math.nan,
-                "best_eval_mean_return": runner_state["best_return"], "total_steps": step,
-                "wall_seconds": runner_state["wall_seconds"],
-                "steps_per_second": (step - start_step) / max(train_seconds, 1e-9),
-                "interrupted": interrupted, "stopped_early": stopped_early})
+                "best_eval_mean_return": self.runner_state["best_return"], "total_steps": step,
+                "wall_seconds": self.runner_state["wall_seconds"],
+                "steps_per_second": (step - self.start_step) / max(self.train_seconds, 1e-9),
+                "status": self.status, **({"error": self.error} if self.error else {}),
+                "interrupted": self.interrupted, "stopped_early": self.stopped_early})
         except OSError as error:
-            raise RunError(f"cannot write {run_dir / 'summary.json'}: {error.strerror or error}") from None
+            raise RunError(f"cannot write {self.run_dir / 'summary.json'}: {error.strerror or error}") from None
 
-    def checkpoint_last() -> None:
-        nonlocal wall_start
-        runner_state["wall_seconds"] += time.perf_counter() - wall_start
-        wall_start = time.perf_counter()
-        save("last.pt", step)  # and summary.json
+    def record_failure(self, error: Exception) -> Exception:
+        """Record a failed run; returns the error to report: a RunError naming the env's output when the
+        algorithm choked on a NaN the env returned (the logits of a NaN observation), else `error` itself."""
+        produced = None if isinstance(error, RunError) else self.env_non_finite([])
+        if produced is not None:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            error = RunError(f"the env {self.env_cfg.id} returned a non-finite {produced} (NaN or infinity) after "
+                             f"step {self.step:,}, and then {type(error).__name__}: {first}; stopping: "
+                             f"{self.kept('good')}; check the env's step()")
+        self.record_end("failed", error)
+        return error
 
+    def record_end(self, status: str, error: BaseException | None = None) -> None:
+        """summary.json says how a run that stopped by an exception ended (failed, with the error in one line;
+        interrupted by a second Ctrl-C); a summary that cannot be written leaves the error to be reported."""
+        self.status = status
+        if error is not None:
+            text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            self.error = text if isinstance(error, RunError) else f"{type(error).__name__}: {text}".rstrip(": ")
+        try:
+            self.write_summary()
+        except RunError:
+            pass
+
+
+def train(settings: RunConfig, run_dir: Path, algo_name: str, env_name: str, env_cfg, algo, train_env: VecEnv,
+          eval_env: VecEnv, logger: Logger, runner_state: dict, run_config: dict,
+          start_step: int) -> Generator[tuple[int, float], None, float]:
+    """The training loop of `experiment`, once everything is built and the run directory is locked:
+    each iteration is taken (NaN guard, logging), evaluated when due or at the end, checkpointed when due
+    or at the end; a stop request (rlrun.run.StopRequest) ends it at the iteration boundary, with a checkpoint."""
+    run = Training(settings, run_dir, algo_name, env_name, env_cfg, algo, train_env, eval_env, logger,
+                   runner_state, run_config, start_step)
     learning = algo.learn()
     try:
         with StopRequest() as stop:
-            iteration_start = time.perf_counter()
+            run.iteration_start = time.perf_counter()
             for metrics in learning:
-                iteration_seconds = time.perf_counter() - iteration_start
-                train_seconds += iteration_seconds
-                previous_step, step = step, metrics.pop("global_step")
-                returns, lengths = metrics.pop("episodic_returns"), metrics.pop("episodic_lengths")
-                losses = {k: v for k, v in metrics.items() if "loss" in k and isinstance(v, float)}
-                bad = [k for k, v in losses.items() if math.isnan(v)]
-                if bad:
-                    kept = (f"{ckpt_dir / 'last.pt'} (step {last_good['step']:,}) is the last good checkpoint"
-                            if last_good["step"] is not None else "no checkpoint was written")
-                    raise RunError(f"{', '.join(bad)} became NaN at step {step:,}; stopping: {kept}")
-                diverged = [k for k, v in losses.items() if abs(v) > DIVERGED_LOSS]
-                if diverged and not warned_divergence:
-                    warned_divergence = True
-                    log.warning("the run looks diverged at step %s: %s = %.3g (check the learning rate)",
-                                f"{step:,}", diverged[0], losses[diverged[0]])
-                recent_returns.extend(returns)
-                elapsed = runner_state["wall_seconds"] + time.perf_counter() - wall_start
-                logger.log_episodes("train", step, returns, lengths, elapsed)
-                logger.log_train(step, {
-                    "train/episodic_return": float(np.mean(returns)) if returns else math.nan,
-                    "train/episodic_length": float(np.mean(lengths)) if lengths else math.nan,
-                    **metrics,
-                    "time/sps": (step - previous_step) / max(iteration_seconds, 1e-9),
-                    "time/elapsed": elapsed},
-                    recent_return=float(np.mean(recent_returns)) if recent_returns else math.nan)
-                done = step >= settings.total_steps or stop.requested
-                interrupted = stop.requested
-                if step >= next_eval or (done and not stop.requested):
-                    evaluation = evaluate(algo, eval_env, train_env, settings.eval.episodes,
-                                          settings.seed + settings.eval.seed_offset)
-                    last_eval = evaluation.returns
-                    logger.log_episodes("eval", step, last_eval, evaluation.lengths, elapsed,
-                                        evaluation.discounted_returns)
-                    mean_return = float(np.mean(last_eval))
-                    # eval/elapsed: the run's wall-clock seconds when the evaluated policy was taken (before
-                    # this evaluation ran), counted across resumes: time to a score (Mnih et al. 2016, Fig. 3).
-                    eval_metrics = {"eval/mean_return": mean_return, "eval/std_return": float(np.std(last_eval)),
-                                    "eval/mean_discounted_return": float(np.mean(evaluation.discounted_returns)),
-                                    "eval/elapsed": elapsed}
-                    if evaluation.values is not None:
-                        eval_metrics |= {"eval/value_estimate": evaluation.values.value_estimate,
-                                         "eval/return_to_go": evaluation.values.return_to_go,
-                                         "eval/value_states": evaluation.values.states}
-                    logger.log_eval(step, eval_metrics, settings.total_steps)
-                    next_eval = next_multiple(step, settings.eval.every_steps)
-                    if step >= next_video:
-                        from rlrun.envs.video import record_training_video
-
-                        video = record_training_video(algo, train_env, env_cfg, run_dir, step, settings.seed
-                                                      + settings.eval.seed_offset, logger, settings.eval.video_frames,
-                                                      settings.eval.video_size)
-                        log.info("video of one evaluation episode: %s (%d frames)", video["path"], video["frames"])
-                        next_video = next_multiple(step, settings.eval.video_every_steps)
-                    if mean_return > runner_state["best_return"]:
-                        runner_state["best_return"] = mean_return
-                        save("best.pt", step)
+                run.take_iteration(metrics)
+                done = run.step >= settings.total_steps or stop.requested
+                run.interrupted = stop.requested
+                run.status = "interrupted" if stop.requested else "completed" if done else "running"
+                if run.evaluations.due(run.step) or (done and not stop.requested):
+                    mean_return = run.evaluate()
                     if not done:
                         try:
-                            yield step, mean_return
+                            yield run.step, mean_return
                         except GeneratorExit:
                             # The driver stops the run here (a pruned trial): keep it resumable.
-                            stopped_early = True
-                            checkpoint_last()
+                            run.stopped_early = True
+                            run.status = "interrupted"
+                            run.checkpoint_last()
                             return mean_return
-                if step >= next_ckpt or done:
-                    checkpoint_last()
-                    next_ckpt = next_multiple(step, settings.checkpoint.every_steps)
+                if run.checkpoints.due(run.step) or done:
+                    run.checkpoint_last()
                 if done:
                     break
-                iteration_start = time.perf_counter()
+                run.iteration_start = time.perf_counter()
+    except KeyboardInterrupt:  # a second Ctrl-C: at once, without a checkpoint
+        run.interrupted = True
+        run.record_end("interrupted")
+        raise
+    except Exception as error:  # a NaN, a full disk, an env that raised: the last good checkpoint is kept
+        reported = run.record_failure(error)
+        if reported is not error:
+            raise reported from None
+        raise
     finally:
         learning.close()
 
-    final_return = float(np.mean(last_eval)) if last_eval else math.nan
-    if interrupted:
-        raise KeyboardInterrupt(f"stopped at step {step:,}; resume with: rlrun resume={run_dir}")
-    log.info("done: %s steps, final eval return %.1f; run directory %s", f"{step:,}", final_return, run_dir)
+    final_return = float(np.mean(run.last_eval)) if run.last_eval else math.nan
+    if run.interrupted:
+        raise KeyboardInterrupt(f"stopped at step {run.step:,}; resume with: rlrun resume={run_dir}")
+    log.info("done: %s steps, final eval return %.1f; run directory %s", f"{run.step:,}", final_return, run_dir)
     return final_return
 
 
@@ -604,7 +766,7 @@ def write_manifest(run_dir: Path, settings: RunConfig, hw: hardware.Hardware, ve
     asked for and cannot run the env (the manifest then keeps what was asked for beside it)."""
     path = run_dir / "manifest.json"
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    invocation = {"command": " ".join(sys.argv), "time": now, "git_commit": git_commit()}
+    invocation = {"command": mask_url_passwords(" ".join(sys.argv)), "time": now, "git_commit": git_commit()}
     manifest = None
     if resuming and path.exists():
         try:

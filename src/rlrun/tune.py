@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from rlrun.config import NON_NEGATIVE, POSITIVE, ConfigError, from_config, one_of, rule
+from rlrun.config import NON_NEGATIVE, POSITIVE, ConfigError, check_folder_name, from_config, one_of, rule
 from rlrun.resources import CONF_DIR  # the package rlrun.conf: the repository's conf/, installed
 TUNE_DIR = CONF_DIR / "tune"
 # Override keys that choose how a run is executed or logged, not what it learns: left out of best.yaml.
@@ -591,6 +591,7 @@ def prepare(argv: list[str]) -> Study:
     """Everything checked before any trial: the arguments, the search space, the config; then the study."""
     target, tune_values = split_args(argv)
     settings = tune_config(tune_values)
+    check_folder_name(settings.study_name, "tune.study_name")  # outputs/tune/<study_name>/
     where, space = load_space(target.algo, settings.space)
     base = check_space(target, where, space)
     return Study(target, settings, space, base)

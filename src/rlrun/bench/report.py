@@ -27,6 +27,7 @@ from rlrun.bench.figures import FIGURES, Context, drawable, parse_figures, save_
 from rlrun.bench.runs import Run, final_episodes, group, read_runs
 from rlrun.cli import CONF_DIR
 from rlrun.config import ConfigError
+from rlrun.secrets import mask_url_passwords
 
 REFERENCE_DIR = CONF_DIR / "bench" / "reference"
 BOOTSTRAP_REPS = 2000
@@ -325,6 +326,7 @@ def write_report(paths: list[Path], out: Path, title: str = "Benchmark report",
         if drawable(name, figure):
             FIGURES[name][1](figure, out / f"{name}.png")
             images.append(f"{name}.png")
-    (out / "report.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    (out / "report.md").write_text(markdown(data, title, images))
+    # Commands of the runs' manifests (of runs made before rlrun masked them too) hold no password.
+    (out / "report.json").write_text(mask_url_passwords(json.dumps(data, indent=2, sort_keys=True)) + "\n")
+    (out / "report.md").write_text(mask_url_passwords(markdown(data, title, images)))
     return out / "report.md"

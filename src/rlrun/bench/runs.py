@@ -138,6 +138,7 @@ def read_run(run_dir: Path) -> Run:
     seed = summary.get("seed", config.get("seed", -1))
     budget = int(config.get("total_steps") or 0)
     complete = bool(summary) and not summary.get("interrupted", True) and not summary.get("stopped_early", False) \
+        and summary.get("status", "completed") == "completed" \
         and budget > 0 and int(summary.get("total_steps") or 0) >= budget
     columns = read_columns(run_dir / "eval.csv")
     steps, returns = np.zeros(0, dtype=np.int64), np.zeros(0)

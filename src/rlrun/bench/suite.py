@@ -27,7 +27,8 @@ import yaml
 from rlrun.bench.figures import parse_figures
 from rlrun.bench.runs import ENTRY_FILE, read_run
 from rlrun.cli import CONF_DIR, describe_hydra_error
-from rlrun.config import POSITIVE, ConfigError, from_config, one_of
+from rlrun.config import POSITIVE, ConfigError, check_folder_name, from_config, one_of
+from rlrun.secrets import mask_url_passwords
 
 BENCH_DIR = CONF_DIR / "bench"
 
@@ -113,6 +114,7 @@ def load_suite(name_or_path: str, overrides: list[str] = ()) -> Suite:
 def check_names(suite: Suite) -> None:
     algos = sorted(p.stem for p in (CONF_DIR / "algo").glob("*.yaml"))
     envs = sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml"))
+    check_folder_name(suite.name, "suite name")
     if not suite.entries:
         raise ConfigError(f"suite {suite.name} has no entries")
     if not suite.seeds:
@@ -283,5 +285,5 @@ def append_log(out: Path, invocation: dict[str, Any]) -> None:
     else:
         history.append(invocation)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(history, indent=2) + "\n")
+    tmp.write_text(mask_url_passwords(json.dumps(history, indent=2)) + "\n")
     tmp.replace(path)
