@@ -256,7 +256,7 @@ def test_a_bad_search_space_is_refused_with_one_line_before_any_trial(tmp_path, 
     (("tune.n_trails=5",), "unknown key 'tune.n_trails'"),
     (("tune.pruner=asha",), "tune.pruner must be one of median, halving, hyperband, none"),
     (("tune.seeds=0",), "tune.seeds must be > 0"),
-    (("tune.storage=nosuchdb://host/db",), "tune.storage=nosuchdb://host/db: cannot open it"),
+    (("tune.storage=nosuchdb://host/db",), "tune.storage=nosuchdb://host/db: unknown database 'nosuchdb'"),
 ])
 def test_bad_tuner_settings_are_refused_with_one_line(tmp_path, args, message):
     with pytest.raises(ConfigError) as error:
