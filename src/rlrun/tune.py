@@ -324,8 +324,7 @@ class Study:
         trial = self.study.ask()
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         # Two workers may ask for the last trial at once: the later number is surplus, not run, not counted.
-        earlier = [t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number]
-        if counted(earlier) >= self.settings.n_trials:
+        if counted(self.study.get_trials(deepcopy=False), below=trial.number) >= self.settings.n_trials:
             trial.set_user_attr("surplus", True)
             self.study.tell(trial, state=TrialState.FAIL)
             return

@@ -192,13 +192,14 @@ class Heartbeat:
             self.thread.join()
 
 
-def counted(trials: list) -> int:
+def counted(trials: list, below: int | None = None) -> int:
     """Trials that count towards tune.n_trials: complete, pruned, running and failed ones, but a failed
-    trial that was queued again (its worker died or was interrupted) and a surplus trial."""
+    trial that was queued again (its worker died or was interrupted) and a surplus trial. `below`: only
+    those numbered below it."""
     from optuna.trial import TrialState
 
     retried = retried_numbers(trials)
-    return sum(1 for t in trials
+    return sum(1 for t in trials if below is None or t.number < below
                if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
                or (t.state == TrialState.FAIL and t.number not in retried and not t.user_attrs.get("surplus")))
 
