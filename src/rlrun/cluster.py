@@ -83,7 +83,6 @@ def after_stop(run_dir: Path, max_requeues: int) -> None:
         message = (f"SLURM job {job} got its time-limit warning ({name}) after {done} requeue(s), the limit "
                    f"max_requeues={max_requeues}: not requeued; continue it with `{resume}` (last.pt is written) "
                    "or raise max_requeues")
-        log.error(message)
         sys.exit(f"rlrun: error: {message}")
     try:
         proc = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
@@ -93,7 +92,6 @@ def after_stop(run_dir: Path, max_requeues: int) -> None:
     if reason:
         message = (f"SLURM job {job} got its time-limit warning ({name}) but cannot be requeued ({reason}): "
                    f"submit it with `sbatch --requeue`; continue it with `{resume}`")
-        log.error(message)
         sys.exit(f"rlrun: error: {message}")
     message = (f"SLURM job {job} got its time-limit warning ({name}): requeued ({done + 1} of at most "
                f"{max_requeues}); the requeued job resumes {run_dir}")
