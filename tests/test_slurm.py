@@ -89,7 +89,7 @@ def wait_for(condition, timeout: float, what: str, env: dict[str, str] | None = 
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         if release:
             release_requeued(env)
-        time.sleep(0.3)
+        time.sleep(2 if release else 0.3)
 
 
 def eval_rows(run_dir: Path) -> int:
