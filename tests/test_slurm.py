@@ -67,8 +67,9 @@ def sbatch(script: Path, env: dict[str, str]) -> str:
 def job_state(job: str, env: dict[str, str]) -> str:
     """The job's state as accounting (sacct) has it: PENDING, RUNNING, REQUEUED, COMPLETED, FAILED..."""
     out = subprocess.run(["sacct", "-j", job, "-X", "-n", "-P", "-o", "State"], env=env, capture_output=True,
-                         text=True, timeout=60).stdout.split()
-    return out[-1] if out else "UNKNOWN"
+                         text=True, timeout=60).stdout.split("\n")
+    states = [line.split()[0] for line in out if line.strip()]  # "CANCELLED by 0": the state's first word
+    return states[-1] if states else "UNKNOWN"
 
 
 def release_requeued(env: dict[str, str]) -> None:
@@ -209,3 +210,23 @@ def test_a_job_whose_run_directory_is_locked_says_so_in_one_line_of_its_log(slur
     lines = [line for line in (tmp_path / f"slurm-{job}.out").read_text().splitlines() if line.strip()]
     assert lines == [f"rlrun: error: run directory {run_dir} is in use by another rlrun process (pid {os.getpid()}); "
                      "wait for it to finish or stop it first"], lines
+
+
+@pytest.mark.parametrize("sig", ["SIGUSR1", "SIGUSR2"])
+def test_the_warning_signals_outside_slurm_stop_a_run_like_sigterm_resumable(rlrun, tmp_path, sig):
+    """Without SLURM (no job to requeue) SLURM's warning signals stop a run as SIGTERM does: at an
+    iteration boundary, last.pt and summary.json written, `rlrun resume=` continues it."""
+    import json
+    import signal
+
+    run_dir = tmp_path / "run"
+    proc, args = rlrun.start(*RUN, "total_steps=2000000", "eval.every_steps=0", "checkpoint.every_steps=0",
+                             cwd=tmp_path, run_dir=run_dir)
+    wait_for(lambda: (run_dir / "metrics.csv").exists() or proc.poll() is not None, 120, "training to start")
+    proc.send_signal(getattr(signal, sig))
+    result = rlrun.finish(proc, args, tmp_path)
+    assert result.returncode == 130, result.describe()
+    assert f"{sig} received outside a SLURM job: stopped with checkpoints/last.pt written" in result.stdout + result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert summary["interrupted"] is True and summary["total_steps"] == state["global_step"] > 0
