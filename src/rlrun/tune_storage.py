@@ -21,9 +21,11 @@ the last trial at once), so a study of N trials ends with exactly N counted tria
 from __future__ import annotations
 
 import os
+import random
 import re
 import socket
 import threading
+import time
 from pathlib import Path
 
 from rlrun.config import ConfigError
@@ -93,6 +95,7 @@ class StudyStorage:
         import warnings
 
         import optuna
+        from sqlalchemy.exc import IntegrityError
 
         self.url, self.journal = url, journal
         self.heartbeat_s = heartbeat_s
@@ -108,11 +111,20 @@ class StudyStorage:
         if url.startswith("postgresql"):
             engine["connect_args"] = {"connect_timeout": 10}  # an unreachable host fails in seconds, not minutes
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # heartbeat_interval is marked experimental
-                self.optuna = optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine, heartbeat_interval=heartbeat_s, grace_period=grace_s,
-                    heartbeat_stale_trial_callback=enqueue_retry)
+            # Workers started together (a job array) create Optuna's tables at once, and PostgreSQL may
+            # refuse all but one (a UniqueViolation): the others try again once the tables exist.
+            for attempt in range(5):
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # heartbeat_interval is marked experimental
+                        self.optuna = optuna.storages.RDBStorage(
+                            url, engine_kwargs=engine, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                            heartbeat_stale_trial_callback=enqueue_retry)
+                    break
+                except IntegrityError:
+                    if attempt == 4:
+                        raise
+                    time.sleep(1 + random.random())
         except Exception as error:  # noqa: BLE001  (a server not reached, a refused password, a bad database)
             reason = without_password(str(error).strip().splitlines()[0], url) if str(error).strip() else type(error).__name__
             raise ConfigError(f"tune.storage={mask_url(url)}: cannot open it ({reason}); check the server, the "
