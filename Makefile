@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: train test test-fast bench peers clean-outputs
+.PHONY: train test test-fast test-cluster bench peers clean-outputs
 
 $(BIN)/.installed: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: $(BIN)/.installed
 ## The tests without the slow ones (learning tests, the per-algorithm resume matrix, installs): ~5 minutes.
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n auto -m "not slow" $(ARGS)
+
+## The long cluster tests (tests/test_cluster.py), as root on Debian after `scripts/slurm_local.sh install` and
+## `scripts/postgres_local.sh install`: a sweep through 2-minute SLURM time limits and requeues, a suite with a
+## cancelled job, tuner workers as a job array on PostgreSQL. One at a time (the cluster's ports are fixed).
+test-cluster: $(BIN)/.installed
+	RLRUN_CLUSTER_TESTS=1 $(BIN)/python -m pytest -q -m cluster $(ARGS)
 
 ## Speed against Stable-Baselines3 / sb3-contrib, alternating rounds (ARGS="--algos ppo,a2c,trpo,sac,td3,dqn").
 bench: $(BIN)/.installed

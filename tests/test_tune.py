@@ -160,12 +160,12 @@ def test_two_workers_share_one_study_and_finish_it_without_repeating_a_trial(rlr
                       "logger=csv", "tune.n_trials=4", "tune.seeds=1", "tune.pruner=none", "tune.n_workers=2",
                       f"tune.dir={study_dir}", cwd=tmp_path, rlrun=rlrun)
     assert proc.returncode == 0, describe(proc)
-    trials = load_study(study_dir).trials
-    finished = [t for t in trials if t.state.is_finished()]
-    # Workers check the count before each trial; two may start the last one at once.
-    assert 4 <= len(finished) <= 5, [(t.number, t.state) for t in trials]
-    assert all(t.state.name == "COMPLETE" for t in trials)
-    assert len({t.number for t in trials}) == len(trials)
+    everything = load_study(study_dir).trials
+    # Two workers may ask for the last trial at once: the later one is surplus, failed unrun and uncounted.
+    surplus = [t for t in everything if t.user_attrs.get("surplus")]
+    assert len(surplus) <= 1 and all(t.state.name == "FAIL" and not t.params for t in surplus)
+    trials = [t for t in everything if not t.user_attrs.get("surplus")]
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials), [(t.number, t.state) for t in trials]
     params = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(params)) == len(params), "two trials sampled the same parameters"
     workers = {t.user_attrs["worker"] for t in trials}
@@ -214,7 +214,7 @@ def test_a_study_killed_mid_trial_resumes_and_runs_the_killed_trial_again(rlrun,
     assert resumed.returncode == 0, describe(resumed)
     assert f"trials {killed.number} of a stopped worker are queued again" in resumed.stdout
     trials = load_study(study_dir).trials
-    assert trials[killed.number].state == TrialState.FAIL and trials[killed.number].user_attrs["retried"]
+    assert trials[killed.number].state == TrialState.FAIL
     retry = [t for t in trials if t.user_attrs.get("retry_of") == killed.number]
     assert len(retry) == 1 and retry[0].params == killed.params and retry[0].state == TrialState.COMPLETE
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
@@ -256,7 +256,7 @@ def test_a_bad_search_space_is_refused_with_one_line_before_any_trial(tmp_path, 
     (("tune.n_trails=5",), "unknown key 'tune.n_trails'"),
     (("tune.pruner=asha",), "tune.pruner must be one of median, halving, hyperband, none"),
     (("tune.seeds=0",), "tune.seeds must be > 0"),
-    (("tune.storage=nosuchdb://host/db",), "tune.storage=nosuchdb://host/db: cannot open it"),
+    (("tune.storage=nosuchdb://host/db",), "tune.storage=nosuchdb://host/db: unknown database 'nosuchdb'"),
 ])
 def test_bad_tuner_settings_are_refused_with_one_line(tmp_path, args, message):
     with pytest.raises(ConfigError) as error:

@@ -37,7 +37,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from rlrun import checkpoint, hardware
+from rlrun import checkpoint, cluster, hardware
 from rlrun.config import NON_NEGATIVE, POSITIVE, ConfigError, from_config, rule
 from rlrun.envs import VecEnv, env_config, spaces_of
 from rlrun.logging import Logger, logger_config, new_run_id
@@ -52,7 +52,7 @@ ALGO_DIR = CONF_DIR / "algo"
 # The config groups and the run-level keys of conf/config.yaml: anything else at the top level is a typo
 # (`+totl_steps=...`) that would otherwise train silently with the default.
 GROUP_KEYS = ("algo", "env", "network", "hardware", "logger")
-RUN_KEYS = ("seed", "total_steps", "schedule_steps", "resume", "eval", "checkpoint")
+RUN_KEYS = ("seed", "total_steps", "schedule_steps", "resume", "eval", "checkpoint", "max_requeues")
 # A loss this large means the run diverged (seen: value loss 2e14 with algo.learning_rate=1e6); the
 # largest we measured in healthy runs are critic losses of ~1e5 on unnormalised MuJoCo rewards.
 DIVERGED_LOSS = 1e8
@@ -87,6 +87,7 @@ class RunConfig:
     resume: str | None
     eval: dict
     checkpoint: dict
+    max_requeues: int = field(default=5, metadata={"rule": NON_NEGATIVE})  # rlrun.cluster
 
     def __post_init__(self):
         self.eval = from_config(EvalConfig, self.eval, "eval")
@@ -119,7 +120,8 @@ class StopRequest:
     the last checkpoint holds a consistent state); a second one interrupts at once. SIGHUP is what a
     closed terminal or a dropped ssh session sends: it must not cost the steps since the last checkpoint."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    # SIGUSR1/SIGUSR2: SLURM's warning before a time limit (sbatch --signal; submitit): rlrun.cluster requeues.
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
     def __init__(self):
         self.requested = False
@@ -132,6 +134,7 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame):
+        cluster.note_signal(signum)
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
@@ -303,6 +306,7 @@ def run(cfg: DictConfig, run_dir: Path | None = None, algo_name: str | None = No
         hydra_files = {"config.yaml": cfg, "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
                        "overrides.yaml": OmegaConf.create(OmegaConf.to_container(hydra_cfg.overrides.task,
                                                                                  resolve=False))}
+    cluster.prepare(cfg, Path(run_dir))  # a requeued SLURM job resumes its run directory
     evaluations = experiment(cfg, Path(run_dir), algo_name, env_name, hydra_files, tuned)
     mean_return = math.nan
     try:
@@ -313,6 +317,9 @@ def run(cfg: DictConfig, run_dir: Path | None = None, algo_name: str | None = No
                 return mean_return
     except StopIteration as finished:
         return finished.value
+    except KeyboardInterrupt:
+        cluster.after_stop(Path(run_dir), int(cfg.max_requeues))  # SLURM's time-limit warning: requeue
+        raise
 
 
 def applied_tuned_file(hydra_cfg) -> str | None:

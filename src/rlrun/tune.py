@@ -11,8 +11,9 @@
 - Its value is the mean (or IQM) of the seeds' final evaluation returns. A NaN or crash fails the trial,
   not the study; a pruned trial's runs stop with their last checkpoint written.
 - The study lives in a storage that any number of workers join (Optuna's `load_if_exists`): a journal
-  file by default, an RDB URL for many machines. Rerunning the same command resumes it: the trials of
-  workers that died on this machine are failed and queued again, and only the missing trials run.
+  file by default, an RDB URL (PostgreSQL) for many machines; rlrun.tune_storage opens it and recovers
+  the trials of dead workers (heartbeats). Rerunning the same command resumes it: only the missing
+  trials run.
 - Outputs in the study directory: best.yaml (a ready conf/tuned file), trials.csv, history and
   importance plots, the storage, and each trial's run directories under trials/.
 """
@@ -28,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from rlrun.config import NON_NEGATIVE, POSITIVE, ConfigError, check_folder_name, from_config, one_of, rule
+from rlrun.tune_storage import StudyStorage, counted, enqueue_retry, mask_argv, retried_numbers
 from rlrun.resources import CONF_DIR  # the package rlrun.conf: the repository's conf/, installed
 TUNE_DIR = CONF_DIR / "tune"
 # Override keys that choose how a run is executed or logged, not what it learns: left out of best.yaml.
@@ -59,6 +62,8 @@ class TuneConfig:
     dir: str | None
     storage: str | None
     space: str | None
+    heartbeat_s: int = rule(POSITIVE)
+    grace_s: int = rule(POSITIVE)
 
 
 def tune_config(overrides: dict[str, Any]) -> TuneConfig:
@@ -253,28 +258,13 @@ class Study:
         self.name = settings.study_name or f"{target.algo}_{target.env}"
         self.dir = Path(settings.dir or Path("outputs") / "tune" / self.name)
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # this module prints one line per trial
-        self.storage = self.open_storage()
+        # Opened before anything is written: a storage that cannot be opened leaves no study directory.
+        self.storage = StudyStorage(settings.storage, self.dir / "study.journal", settings.heartbeat_s,
+                                    settings.grace_s)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.study = optuna.create_study(study_name=self.name, storage=self.storage, direction="maximize",
+        self.study = optuna.create_study(study_name=self.name, storage=self.storage.optuna, direction="maximize",
                                          sampler=self.make_sampler(), pruner=self.make_pruner(),
                                          load_if_exists=True)
-
-    def open_storage(self):
-        import optuna
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        if self.settings.storage:
-            # An RDB URL (postgresql://..., needs its driver, e.g. psycopg2-binary; sqlite:///file.db).
-            # Optuna's heartbeats run only inside study.optimize(), not with ask/tell as here: a dead
-            # worker's trial is found by the next tuner started on that worker's machine (recover()).
-            try:
-                return optuna.storages.RDBStorage(self.settings.storage)
-            except Exception as error:  # noqa: BLE001  (a bad URL, a missing driver, a database not reached)
-                raise ConfigError(f"tune.storage={self.settings.storage}: cannot open it "
-                                  f"({str(error).strip().splitlines()[0]}); PostgreSQL needs "
-                                  "`pip install psycopg2-binary`") from None
-        self.dir.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(self.dir / "study.journal")))
 
     def make_sampler(self):
         import optuna
@@ -299,39 +289,33 @@ class Study:
             return optuna.pruners.HyperbandPruner(min_resource=every, max_resource=total, reduction_factor=3)
         return optuna.pruners.NopPruner()
 
-    # --- counting and recovering trials ----------------------------------------------------------
+    # --- counting and recovering trials (rlrun.tune_storage) -------------------------------------
 
     def counted(self) -> int:
-        """Trials that count towards tune.n_trials: finished ones (but those queued again after their
-        worker died or was interrupted) and running ones."""
-        from optuna.trial import TrialState
-
-        return sum(1 for t in self.study.get_trials(deepcopy=False)
-                   if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-                   or (t.state == TrialState.FAIL and not t.user_attrs.get("retried")))
+        return counted(self.study.get_trials(deepcopy=False))
 
     def recover(self) -> list[int]:
-        """Fail and queue again the running trials of workers of this machine that no longer exist
-        (a killed tuner): their seeds restart from the beginning under a new trial number."""
-        from optuna.trial import TrialState
-
-        host, recovered = socket.gethostname(), []
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-            if worker_host != host or not pid.isdigit() or pid_alive(int(pid)):
-                continue
-            self.storage.set_trial_user_attr(trial._trial_id, "retried", True)
-            self.storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-            self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-            recovered.append(trial.number)
-        return recovered
+        """Fail and queue again the running trials of dead workers (their seeds restart from the
+        beginning under a new trial number)."""
+        return self.storage.recover(self.study)
 
     # --- running trials --------------------------------------------------------------------------
 
     def optimize(self) -> None:
-        while self.counted() < self.settings.n_trials:
-            self.run_trial()
-            self.write_outputs(plots=False)  # trials.csv and best.yaml stay current while the study runs
+        """Run trials until tune.n_trials count; then wait while other workers' trials run, as long as a
+        trial of a worker that dies would be queued again for this one to run."""
+        from optuna.trial import TrialState
+
+        while True:
+            self.recover()
+            if self.counted() < self.settings.n_trials:
+                self.run_trial()
+                self.write_outputs(plots=False)  # trials.csv and best.yaml stay current while the study runs
+                continue
+            running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if not any(self.storage.recoverable(t) for t in running):
+                return
+            time.sleep(min(self.settings.heartbeat_s, 5))
 
     def run_trial(self) -> None:
         import optuna
@@ -339,17 +323,22 @@ class Study:
 
         trial = self.study.ask()
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        # Two workers may ask for the last trial at once: the later number is surplus, not run, not counted.
+        if counted(self.study.get_trials(deepcopy=False), below=trial.number) >= self.settings.n_trials:
+            trial.set_user_attr("surplus", True)
+            self.study.tell(trial, state=TrialState.FAIL)
+            return
         params = {dist.key: dist.suggest(trial) for dist in self.space}
         try:
-            finals = self.train(trial, params)
+            with self.storage.beating(self.study, trial):
+                finals = self.train(trial, params)
         except optuna.TrialPruned as pruned:
             self.study.tell(trial, state=TrialState.PRUNED)
             self.announce(trial.number, f"pruned {pruned}", params)
         except KeyboardInterrupt:
             # Ctrl-C or SIGTERM: the seeds wrote their last checkpoints; the trial is run again on resume.
-            trial.set_user_attr("retried", True)
             self.study.tell(trial, state=TrialState.FAIL)
-            self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            enqueue_retry(self.study, self.study.trials[trial.number])
             self.announce(trial.number, "interrupted (queued again for a resumed study)", params)
             raise
         except Exception as error:  # noqa: BLE001
@@ -458,7 +447,7 @@ class Study:
         return "\n".join(lines)
 
     def storage_text(self) -> str:
-        return self.settings.storage or str(self.dir / "study.journal")
+        return self.storage.text()  # the URL without its password
 
     def best_yaml(self, best) -> str:
         """The best trial as a conf/tuned/<algo>_<Env>.yaml file: the tuned file's own keys, the user's
@@ -544,24 +533,16 @@ def write_trials_csv(path: Path, trials: list, keys: list[str]) -> None:
     with open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["number", "state", "value", *keys, "last_step", "seed_returns", "note"])
+        retried = retried_numbers(trials)
         for t in trials:
             last_step = max(t.intermediate_values) if t.intermediate_values else ""
-            note = t.user_attrs.get("error") or ("queued again" if t.user_attrs.get("retried") else "")
+            note = t.user_attrs.get("error") or ("queued again" if t.number in retried else "") or (
+                "surplus (not run)" if t.user_attrs.get("surplus") else "")
             writer.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value,
                              *(t.params.get(k, "") for k in keys), last_step,
                              json.dumps(t.user_attrs.get("seed_returns", [])) if "seed_returns" in t.user_attrs else "",
                              note])
     tmp.replace(path)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -582,7 +563,9 @@ def split_args(argv: list[str]) -> tuple[Target, dict[str, Any]]:
         if not values:
             raise ConfigError(f"rlrun-tune needs {name}=...: e.g. rlrun-tune algo=ppo env=CartPole")
         choices[name] = values[-1]
-    tune_values = OmegaConf.to_container(OmegaConf.from_dotlist(tune_args)).get("tune", {}) if tune_args else {}
+    # Resolved here, so that tune.storage=${oc.env:PGURL} keeps the password out of the command line.
+    tune_values = (OmegaConf.to_container(OmegaConf.from_dotlist(tune_args), resolve=True).get("tune", {})
+                   if tune_args else {})
     overrides = [a for a in rest if a.split("=", 1)[0] not in ("algo", "env")]
     return Target(choices["algo"], choices["env"], overrides), tune_values
 
@@ -599,6 +582,8 @@ def prepare(argv: list[str]) -> Study:
 
 def tune(argv: list[str]) -> str:
     """Run the study to tune.n_trials (joining it if it exists) and write its outputs; returns the summary."""
+    # The trials' manifests and W&B runs record this process's command line: never the storage's password.
+    sys.argv[1:] = mask_argv(sys.argv[1:])
     study = prepare(argv)
     recovered = study.recover()
     if recovered:
@@ -645,7 +630,9 @@ def worker_main() -> None:
     from hydra.errors import HydraException
 
     try:
-        study = prepare(sys.argv[1:])
+        argv = sys.argv[1:]
+        sys.argv[1:] = mask_argv(argv)
+        study = prepare(argv)
         study.optimize()
     except ConfigError as error:
         sys.exit(f"rlrun-tune: error: {error}")
