@@ -15,13 +15,13 @@ from pathlib import Path
 
 import hydra
 import yaml
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from rlrun.config import ConfigError
+from rlrun.hydra_errors import describe_hydra_error
 from rlrun.resources import CONF_DIR  # the package rlrun.conf: the repository's conf/, installed
-GROUPS = ("algo", "env", "network", "hardware", "logger")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -91,23 +91,6 @@ def expand_resume(argv: list[str]) -> list[str]:
     merged.update({_key(a): a for a in argv if "=" in a})
     flags = [a for a in argv if "=" not in a]
     return [*flags, *merged.values(), f"hydra.run.dir='{run_dir.resolve()}'"]
-
-
-def describe_hydra_error(error: Exception) -> str:
-    """One line for a Hydra or OmegaConf composition error."""
-    if isinstance(error, MissingConfigException) and error.missing_cfg_file:
-        group, _, name = error.missing_cfg_file.rpartition("/")
-        if group in GROUPS:
-            options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-            return f"unknown {group} '{name}'; choose one of: {', '.join(options)}"
-    cause = error.__cause__ or error.__context__
-    text = str(error).strip().splitlines()[0]
-    if cause is not None and isinstance(cause, OmegaConfBaseException):
-        key = getattr(cause, "full_key", None)
-        if "not in struct" in str(cause) and key:
-            return f"unknown key '{key}': check its spelling against conf/ (to add a new key use +{key}=...)"
-        return f"{text} {str(cause).splitlines()[0]}"
-    return text
 
 
 def version() -> str:

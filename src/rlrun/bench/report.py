@@ -25,8 +25,8 @@ import numpy as np
 from rlrun.bench import stats
 from rlrun.bench.figures import FIGURES, Context, drawable, parse_figures, save_figure
 from rlrun.bench.runs import Run, final_episodes, group, read_runs
-from rlrun.cli import CONF_DIR
 from rlrun.config import ConfigError
+from rlrun.resources import CONF_DIR
 
 REFERENCE_DIR = CONF_DIR / "bench" / "reference"
 BOOTSTRAP_REPS = 2000
