@@ -38,13 +38,39 @@ class Message:
     text: str      # the message with <placeholders>
 
 
+CONVERSIONS = {"str", "repr", "len", "int", "float", "sorted", "list", "tuple", "abs", "round"}
+
+
+def value_name(node: ast.expr) -> str:
+    """A short name for the value an expression fills in: `cfg.lr` -> lr, `choices['algo']` -> algo,
+    `', '.join(fields)` -> fields, `type(error).__name__` -> error type."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        if node.attr == "__name__" and isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "type":
+            return f"{value_name(node.value.args[0])} type"
+        return node.attr
+    if isinstance(node, ast.Subscript):
+        key = node.slice
+        return key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else value_name(node.value)
+    if isinstance(node, ast.Call):
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in CONVERSIONS and node.args:
+            return value_name(node.args[0])
+        if isinstance(func, ast.Attribute):
+            return value_name(node.args[0]) if func.attr == "join" and node.args else value_name(func.value)
+        return value_name(func).lstrip("_")
+    if isinstance(node, ast.IfExp):
+        return value_name(node.body)
+    if isinstance(node, ast.BoolOp):
+        return value_name(node.values[0])
+    if isinstance(node, ast.BinOp):
+        return value_name(node.left)
+    return "value"
+
+
 def placeholder(node: ast.expr) -> str:
-    """`<what>` for a value the code fills in: the expression's last name (`<values[-1]>` -> <value>)."""
-    source = ast.unparse(node)
-    names = re.findall(r"[A-Za-z_][A-Za-z_0-9]*", source.split(" if ")[0])
-    words = [n for n in names if n not in ("str", "repr", "len", "int", "float", "join", "type", "self", "sorted",
-                                           "map", "splitlines", "strip", "lower", "get", "or", "and", "not", "in")]
-    return f"<{words[-1] if words else 'value'}>"
+    return f"<{value_name(node)}>"
 
 
 def message_text(node: ast.expr) -> str | None:
@@ -184,9 +210,16 @@ def render(src: Path) -> str:
              "changes), *run stopped* (a `RunError` while training: the last good checkpoint is kept), *command* "
              "(printed by the command itself), *composition* (Hydra's own error about an unknown choice or key, "
              "in one line).", ""]
+    # `sys.exit(f"rlrun: error: {error}")`: a command printing one of the messages below after its name.
+    relays = [m for m in messages if m.kind == "exit" and re.fullmatch(r"rlrun[\w-]*: error: <[^<>]+>", m.text)]
+    commands = sorted({m.text.split(":")[0] for m in relays})
+    lines += [f"The commands ({', '.join(f'`{c}`' for c in commands)}) print the messages below after their own "
+              f"name ({len(relays)} places in rlrun.cli and rlrun.tune); the other lines they print themselves are "
+              "listed with their module.", ""]
     by_module: dict[str, list[Message]] = {}
     for message in messages:
-        by_module.setdefault(message.module, []).append(message)
+        if message not in relays:
+            by_module.setdefault(message.module, []).append(message)
     for module, found in by_module.items():
         lines += [f"## {module}", "", "| message | where | kind |", "|---|---|---|"]
         for m in found:
