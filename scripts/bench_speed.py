@@ -10,7 +10,7 @@ construction excluded, on both sides); steps/s = environment steps / that time.
 
 Printed: steps/s of every round, the median of each library, their ratio (rlrun / SB3), and the mean
 training episodic return of each library's final round, to show that both learn comparably; at the
-end, one markdown table of every benchmark run (what the README's speed table is made from).
+end, one markdown table of every benchmark run (what docs/speed.md's table is made from).
 
     .venv/bin/python scripts/bench_speed.py [--algos ppo,...|all] [--steps N] [--rounds 3] [--threads 1]
                                             [--seed 0] [--json PATH]
@@ -111,7 +111,7 @@ BENCHMARKS: dict[str, tuple[Round, Round | None, str]] = {
 # 20,480 A2C steps take 2 s, too short a round to keep a slow spell of the machine out of the median.
 STEPS = {"sac": 3000, "td3": 3000, "ppo_atari": 8192, "ppo_atari_sync": 8192, "a2c": 81920}
 DEFAULT_STEPS = 20480
-# --algos all: the benchmarks the README's speed table reports, in its order.
+# --algos all: the benchmarks docs/speed.md's table reports, in its order.
 ALL = ["ppo", "ppo_process", "a2c", "trpo", "sac", "td3", "dqn", "ppo_atari"]
 
 
