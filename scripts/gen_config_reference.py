@@ -97,14 +97,17 @@ def comments_by_path(text: str) -> tuple[str, dict[str, str], dict[str, str]]:
             if body.startswith("@package"):
                 continue
             indent = len(line) - len(line.lstrip())
-            if last is not None and indent > last[1]:
+            if last is not None and indent > last[1] and comments[last[0]]:  # continues the key's comment
                 comments[last[0]].append(body)
             elif not seen_key:
                 header.append(body)
             else:
                 pending.append(body)
             continue
-        if stripped.startswith("- "):  # an item of a block list: part of the key above
+        if stripped.startswith("- "):  # an item of a block list: part of the key above, as its comments
+            if last is not None and pending:
+                comments[last[0]] += pending
+                pending = []
             continue
         match = KEY.match(line.split(" #")[0] if " #" in line else line)
         if not match:
@@ -123,15 +126,6 @@ def comments_by_path(text: str) -> tuple[str, dict[str, str], dict[str, str]]:
     return " ".join(header), {path: " ".join(lines) for path, lines in comments.items()}, raw
 
 
-def comment_for(path: str, comments: dict[str, str]) -> str:
-    """A leaf's own comment, else the nearest commented mapping above it (`env:` in a tuned file)."""
-    while path:
-        if comments.get(path):
-            return comments[path]
-        path = path.rpartition(".")[0]
-    return ""
-
-
 def flow(value) -> str:
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         return "<br>".join(flow(v) for v in value)  # a suite's entries: one per line
@@ -147,10 +141,10 @@ def file_rows(conf: Path, path: Path, folder: str) -> tuple[str, list[Row]]:
     rows = []
     for key, value in flatten({k: v for k, v in data.items() if k != "defaults"}).items():
         full = f"{prefix}.{key}" if prefix else key
-        rows.append(Row(str(path.relative_to(conf)), full, raw.get(key) or flow(value), comment_for(key, comments)))
+        rows.append(Row(str(path.relative_to(conf)), full, raw.get(key) or flow(value), comments.get(key, "")))
     if "defaults" in data:
         rows.insert(0, Row(str(path.relative_to(conf)), "defaults", flow(data["defaults"]),
-                           comment_for("defaults", comments)))
+                           comments.get("defaults", "")))
     return header, rows
 
 

@@ -72,7 +72,14 @@ def test_config_reference_reads_prefixes_values_and_comments(tmp_path):
         "  # the comment block above a key\n"
         "  mode: a|b\n"
         "env:\n"
-        "  normalize: false\n")
+        "  normalize: false\n"
+        "  init:\n"
+        "    # the block above a key under a mapping without a comment\n"
+        "    address: null\n"
+        "    port: 1\n"
+        "  items:\n"
+        "    # inside a block list: the list's\n"
+        "    - a\n")
     (tmp_path / "env").mkdir()
     (tmp_path / "env" / "E.yaml").write_text("id: E-v0   # gymnasium id `E-v0` <x>\nkwargs: {}\n")
     header, rows = config_reference.file_rows(tmp_path, tmp_path / "algo" / "mine.yaml", "algo")
@@ -81,7 +88,10 @@ def test_config_reference_reads_prefixes_values_and_comments(tmp_path):
         ("algo.lr", "3.0e-4", "step size"),
         ("algo.steps", "10", "steps per update; continued on the next line"),
         ("algo.mode", "a|b", "the comment block above a key"),
-        ("env.normalize", "false", "")]
+        ("env.normalize", "false", ""),
+        ("env.init.address", "null", "the block above a key under a mapping without a comment"),
+        ("env.init.port", "1", ""),
+        ("env.items", "[a]", "inside a block list: the list's")]
     _, rows = config_reference.file_rows(tmp_path, tmp_path / "env" / "E.yaml", "env")
     assert [(r.key, r.default) for r in rows] == [("env.id", "E-v0"), ("env.kwargs", "{}")]
     assert config_reference.cell(rows[0].comment) == "gymnasium id <code>E-v0</code> &lt;x&gt;"
