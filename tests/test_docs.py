@@ -161,3 +161,13 @@ def test_mkdocs_builds_the_site_with_strict(tmp_path):
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     assert "load_policy" in api and "experiment" in api
     assert not (ROOT / "docs" / "config-reference.md").exists()  # generated into the site only
+
+
+def test_every_link_of_the_readme_points_at_a_file_of_the_repository():
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme)
+    local = [link for link in links if not re.match(r"[a-z]+://", link)]
+    assert len(local) >= 10
+    for link in local:
+        assert (ROOT / link).is_file(), f"README.md links to {link}, which does not exist"
+    assert len(readme.splitlines()) <= 120
