@@ -5,14 +5,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: train test test-fast test-cluster bench peers clean-outputs
+.PHONY: train test test-fast test-cluster bench peers docs docs-serve clean-outputs
 
 $(BIN)/.installed: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and exactly: any other spelling can pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[tensorboard,test,bench,atari,video]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[tensorboard,test,bench,atari,video,docs]'
 	touch $@
 
 ## Train PPO on MuJoCo HalfCheetah-v5 for 1M steps (pass more overrides with ARGS="seed=1 ...").
@@ -42,3 +42,12 @@ bench: $(BIN)/.installed
 ## envpool 0.8.4, the same torch); ~1 minute, ~1.3 GB.
 peers:
 	bash scripts/setup_peers.sh
+
+## The documentation site (docs/, mkdocs.yml) into site/, with --strict: a broken link, a missing page or a
+## warning fails. The config reference and the errors page are generated from conf/ and src/ as it builds.
+docs: $(BIN)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+## The site on http://127.0.0.1:8000, rebuilt as you edit.
+docs-serve: $(BIN)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000

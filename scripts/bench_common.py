@@ -1,4 +1,5 @@
-"""What every benchmark round of rlrun shares: configs from conf/ and a timed training loop."""
+"""What every benchmark round of rlrun shares: configs from conf/, a timed training loop, and the PPO
+comparison's settings (bench_speed.py and bench_startup.py both use them, so neither imports the other)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,19 @@ from omegaconf import OmegaConf
 from rlrun.hardware import Hardware
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+
+# PPO against SB3 (bench_speed.py's ppo row, bench_startup.py's whole-process row): one source of truth
+# for both sides; merged over conf/algo/ppo.yaml so an edit there cannot make the comparison unequal
+# without anyone noticing.
+PPO_ENV_ID = "HalfCheetah-v5"
+PPO_HPARAMS = dict(num_envs=1, num_steps=2048, num_minibatches=32, update_epochs=10, learning_rate=3e-4,
+                   anneal_lr=True, adam_eps=1e-5, gamma=0.99, gae_lambda=0.95, norm_adv=True, clip_coef=0.2,
+                   clip_vloss=False, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, target_kl=None)
+# Value losses differ in form between the libraries: rlrun's is 0.5 * MSE (clipped as max(unclipped,
+# clipped), as in OpenAI baselines), SB3's is MSE of the clipped prediction alone. Unclipped on both
+# sides and SB3's coefficient halved make the two objectives the same function.
+PPO_NETWORK = dict(hidden_sizes=[64, 64], activation="tanh", ortho_init=True, log_std_init=0.0)
+PPO_NORMALIZE = dict(normalize_obs=True, normalize_reward=True, clip_obs=10.0, clip_reward=10.0)
 
 
 def load(group: str, name: str, overrides: dict) -> dict:

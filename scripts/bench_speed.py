@@ -10,7 +10,7 @@ construction excluded, on both sides); steps/s = environment steps / that time.
 
 Printed: steps/s of every round, the median of each library, their ratio (rlrun / SB3), and the mean
 training episodic return of each library's final round, to show that both learn comparably; at the
-end, one markdown table of every benchmark run (what the README's speed table is made from).
+end, one markdown table of every benchmark run (what docs/speed.md's table is made from).
 
     .venv/bin/python scripts/bench_speed.py [--algos ppo,...|all] [--steps N] [--rounds 3] [--threads 1]
                                             [--seed 0] [--json PATH]
@@ -34,6 +34,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 from bench_atari import BENCHMARKS as ATARI
+from bench_common import PPO_ENV_ID as ENV_ID
+from bench_common import PPO_HPARAMS as HPARAMS
+from bench_common import PPO_NETWORK as NETWORK
+from bench_common import PPO_NORMALIZE as NORMALIZE
 from bench_common import cpu, load, timed_learning
 from bench_dqn import BENCHMARKS as DQN
 from bench_offpolicy import BENCHMARKS as OFFPOLICY
@@ -46,19 +50,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from rlrun.algos.ppo import PPO
 from rlrun.envs import VecEnv, env_config
 from rlrun.nets import network_config
-
-ENV_ID = "HalfCheetah-v5"
-# One source of truth for both sides; merged over conf/algo/ppo.yaml so an edit there cannot make
-# the comparison unequal without anyone noticing.
-HPARAMS = dict(num_envs=1, num_steps=2048, num_minibatches=32, update_epochs=10, learning_rate=3e-4,
-               anneal_lr=True, adam_eps=1e-5, gamma=0.99, gae_lambda=0.95, norm_adv=True, clip_coef=0.2,
-               clip_vloss=False, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, target_kl=None)
-# Value losses differ in form between the libraries: rlrun's is 0.5 * MSE (clipped as max(unclipped,
-# clipped), as in OpenAI baselines), SB3's is MSE of the clipped prediction alone. Unclipped on both
-# sides and SB3's coefficient halved make the two objectives the same function.
-NETWORK = dict(hidden_sizes=[64, 64], activation="tanh", ortho_init=True, log_std_init=0.0)
-NORMALIZE = dict(normalize_obs=True, normalize_reward=True, clip_obs=10.0, clip_reward=10.0)
-
 
 def rlrun_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
     """Train rlrun PPO for `budget` steps; returns (steps, seconds, training episodic returns)."""
@@ -120,7 +111,7 @@ BENCHMARKS: dict[str, tuple[Round, Round | None, str]] = {
 # 20,480 A2C steps take 2 s, too short a round to keep a slow spell of the machine out of the median.
 STEPS = {"sac": 3000, "td3": 3000, "ppo_atari": 8192, "ppo_atari_sync": 8192, "a2c": 81920}
 DEFAULT_STEPS = 20480
-# --algos all: the benchmarks the README's speed table reports, in its order.
+# --algos all: the benchmarks docs/speed.md's table reports, in its order.
 ALL = ["ppo", "ppo_process", "a2c", "trpo", "sac", "td3", "dqn", "ppo_atari"]
 
 

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import hydra
 import yaml
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from rlrun.config import ConfigError
+from rlrun.hydra_errors import GROUPS, describe_hydra_error
 from rlrun.resources import CONF_DIR  # the package rlrun.conf: the repository's conf/, installed
 from rlrun.secrets import mask_url_passwords
 
-GROUPS = ("algo", "env", "network", "hardware", "logger")
 # env.kwargs is the one mapping of rlrun's configs open to new keys (`+env.kwargs.reset_noise_scale=0.1`):
 # any other `+` addition is refused by the config check, so rlrun never records one.
 ADDABLE_UNDER = ("env.kwargs.",)
@@ -165,23 +165,6 @@ def check_recorded_override(override: str, overrides_file: Path) -> None:
         raise ConfigError(f"resume: {overrides_file} holds {mask_url_passwords(repr(override))}, which resume= "
                           f"does not replay: {problem}; a run directory is data: if you wrote that line yourself, "
                           "pass the override on the command line instead (rlrun resume=DIR key=value)")
-
-
-def describe_hydra_error(error: Exception) -> str:
-    """One line for a Hydra or OmegaConf composition error."""
-    if isinstance(error, MissingConfigException) and error.missing_cfg_file:
-        group, _, name = error.missing_cfg_file.rpartition("/")
-        if group in GROUPS:
-            options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-            return f"unknown {group} '{name}'; choose one of: {', '.join(options)}"
-    cause = error.__cause__ or error.__context__
-    text = str(error).strip().splitlines()[0]
-    if cause is not None and isinstance(cause, OmegaConfBaseException):
-        key = getattr(cause, "full_key", None)
-        if "not in struct" in str(cause) and key:
-            return f"unknown key '{key}': check its spelling against conf/ (to add a new key use +{key}=...)"
-        return f"{text} {str(cause).splitlines()[0]}"
-    return text
 
 
 def version() -> str:

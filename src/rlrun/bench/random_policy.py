@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from rlrun.envs import env_config
 from rlrun.envs.vector import make_env
 
-from rlrun.cli import CONF_DIR
+from rlrun.resources import CONF_DIR
 
 
 def random_returns(env_name: str, episodes: int, seed: int) -> list[float]:

@@ -25,12 +25,12 @@ import numpy as np
 from rlrun.bench import stats
 from rlrun.bench.figures import FIGURES, Context, drawable, parse_figures, save_figure
 from rlrun.bench.runs import Run, final_episodes, group, read_runs
-from rlrun.cli import CONF_DIR
 from rlrun.config import ConfigError
 from rlrun.secrets import mask_url_passwords
+from rlrun.resources import CONF_DIR
 
 REFERENCE_DIR = CONF_DIR / "bench" / "reference"
-BOOTSTRAP_REPS = 2000
+BOOTSTRAP_REPS = stats.REPS  # 50,000, rliable's default
 BOOTSTRAP_SEED = 0
 PROFILE_THRESHOLDS = np.linspace(0.0, 1.5, 31)
 
@@ -99,12 +99,16 @@ def improvements(aggregates: dict[str, dict]) -> list[dict]:
 
 def curve_matrix(runs: list[Run]) -> tuple[np.ndarray, np.ndarray] | None:
     """Seeds' evaluation curves on the first seed's evaluation steps, up to the shortest run (iterations
-    may overshoot an evaluation step by different amounts): linear interpolation between evaluations."""
+    may overshoot an evaluation step by different amounts): linear interpolation between evaluations.
+    Where the first seed has no evaluation that early (runs evaluated once, at steps that differ: A3C's
+    workers overshoot the budget by different amounts), the shortest run's steps."""
     curves = [(r.eval_steps, r.eval_returns) for r in runs if len(r.eval_steps)]
     if not curves:
         return None
     end = min(s[-1] for s, _ in curves)
     grid = curves[0][0][curves[0][0] <= end]
+    if not len(grid):
+        grid = next(s for s, _ in curves if s[-1] == end)
     return grid, np.stack([np.interp(grid, s, v) for s, v in curves])
 
 
@@ -245,6 +249,7 @@ def markdown(data: dict, title: str, images: list[str]) -> str:
              "the mean return of the last evaluation (deterministic policy, `eval.episodes` episodes); "
              "mean +- std over seeds. Intervals: 95% percentile intervals of "
              f"{data['bootstrap']['reps']} stratified bootstrap resamples (seed {data['bootstrap']['seed']}).", "",
+             *([data["bootstrap"]["note"], ""] if data["bootstrap"].get("note") else []),
              "## Final evaluation return per entry and env", "",
              "| entry | env | budget | seeds | final return | final episodes per run | per-episode std (min .. max) "
              "| normalised | published (algo, version, budget: mean +- std; protocol; source) |",

@@ -26,8 +26,9 @@ import yaml
 
 from rlrun.bench.figures import parse_figures
 from rlrun.bench.runs import ENTRY_FILE, read_run
-from rlrun.cli import CONF_DIR, describe_hydra_error
 from rlrun.config import POSITIVE, ConfigError, check_folder_name, from_config, one_of
+from rlrun.hydra_errors import describe_hydra_error
+from rlrun.resources import CONF_DIR
 from rlrun.secrets import mask_url_passwords
 
 BENCH_DIR = CONF_DIR / "bench"
