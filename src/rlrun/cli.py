@@ -155,6 +155,9 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         sys.argv = [sys.argv[0], *expand_resume(sys.argv[1:])]
+        from rlrun.envs.ids import register_env_ids  # env=<gymnasium id> without an env file
+
+        register_env_ids(sys.argv[1:], CONF_DIR)
         task()
     except ConfigError as error:
         sys.exit(f"rlrun: error: {error}")
