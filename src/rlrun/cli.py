@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from rlrun.config import ConfigError
+from rlrun.envs.ids import config_dirs
 from rlrun.resources import CONF_DIR  # the package rlrun.conf: the repository's conf/, installed
 GROUPS = ("algo", "env", "network", "hardware", "logger")
 
@@ -90,7 +91,18 @@ def expand_resume(argv: list[str]) -> list[str]:
     merged = {_key(o): o for o in original if _key(o) not in ("resume", "hydra.run.dir")}
     merged.update({_key(a): a for a in argv if "=" in a})
     flags = [a for a in argv if "=" not in a]
+    if not config_dirs(argv):
+        # The run's --config-dir (Hydra records it, absolute, in hydra.yaml): its env and algo files are
+        # needed again to compose the run's config.
+        flags += [arg for folder in recorded_config_dirs(run_dir) for arg in ("--config-dir", folder)]
     return [*flags, *merged.values(), f"hydra.run.dir='{run_dir.resolve()}'"]
+
+
+def recorded_config_dirs(run_dir: Path) -> list[str]:
+    """The --config-dir directories a run was made with, from its .hydra/hydra.yaml."""
+    sources = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["config_sources"]
+    return [source["path"] for source in sources
+            if source.get("provider") == "command-line" and source.get("schema") == "file"]
 
 
 def describe_hydra_error(error: Exception) -> str:
@@ -132,7 +144,9 @@ Then: rlrun-eval outputs/<date>/<run> episodes=10 video=true   (see rlrun-eval -
 Algorithms (algo=) by the environment's action space:
   discrete actions:   {discrete}
   continuous actions: {continuous}
-Environments (env=): {envs}
+  MultiDiscrete and MultiBinary actions: {multi}
+Environments (env=): {envs}, or any gymnasium id on generic defaults
+  (env=Acrobot-v1, env=my_pkg.envs:MyEnv-v0: conf/env/generic.yaml)
 Your own configs without editing rlrun: rlrun --config-dir my_conf env=MyEnv (my_conf/env/MyEnv.yaml).
 """
 
@@ -142,7 +156,8 @@ def print_help() -> None:
 
     print(HELP.format(version=version(), discrete=", ".join(algorithms_for("discrete")),
                       continuous=", ".join(algorithms_for("continuous")),
-                      envs=", ".join(sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml")))))
+                      multi=", ".join(algorithms_for("multi_discrete")),
+                      envs=", ".join(sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml") if p.stem != "generic"))))
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ Each is learnable within ~20-30k steps of PPO and far from trivial for a random 
                       bits copied right (0-4) per step, 10 steps
     ImageTarget-v0    a 48x48x3 uint8 channels-last image with one bright square in one of 4 quadrants,
                       Discrete(4): name the quadrant; reward 1 when right, 10 steps
+    DictImageTarget-v0 {image: ImageTarget's image, flip: (1,)}: with flip = 1 name the opposite quadrant
     RenderlessReach-v0 MultiReach's task from a constructor that takes no render_mode argument
 """
 
@@ -53,6 +54,13 @@ class DictReach(gym.Env):
     def step(self, action):
         reward, reached = self.move(MOVES[int(action)])
         return self.observe(), reward, reached, False, {}
+
+    # rlrun saves episodes in flight with these (rlrun.envs.state): a resumed run continues them.
+    def get_state(self) -> dict:
+        return {"position": self.position.copy(), "goal": self.goal.copy()}
+
+    def set_state(self, state: dict) -> None:
+        self.position, self.goal = state["position"].copy(), state["goal"].copy()
 
 
 class MultiReach(DictReach):
@@ -121,10 +129,26 @@ class ImageTarget(gym.Env):
         return self.draw(), reward, False, False, {}
 
 
+class DictImageTarget(ImageTarget):
+    """ImageTarget's image beside a vector key: with flip = 1 the answer is the opposite quadrant (3 - q)."""
+
+    def __init__(self, size: int = 48):
+        super().__init__(size)
+        self.observation_space = spaces.Dict({"image": spaces.Box(0, 255, (size, size, 3), np.uint8),
+                                              "flip": spaces.Box(0.0, 1.0, (1,), np.float32)})
+
+    def draw(self) -> dict:
+        image = super().draw()
+        self.flip = int(self.np_random.integers(0, 2))
+        if self.flip:
+            self.quadrant = 3 - self.quadrant
+        return {"image": image, "flip": np.array([self.flip], np.float32)}
+
+
 def register() -> None:
     for name, cls, steps in (("DictReach-v0", DictReach, 20), ("MultiReach-v0", MultiReach, 20),
                              ("RenderlessReach-v0", RenderlessReach, 20), ("BitCopy-v0", BitCopy, 10),
-                             ("ImageTarget-v0", ImageTarget, 10)):
+                             ("ImageTarget-v0", ImageTarget, 10), ("DictImageTarget-v0", DictImageTarget, 10)):
         if name not in gym.registry:
             gym.register(name, entry_point=cls, max_episode_steps=steps)
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from rlrun.config import POSITIVE, ConfigError, from_config, one_of, rule
+from rlrun.config import POSITIVE, ConfigError, from_config, one_of
 from rlrun.envs import spaces
 from rlrun.envs.normalize import RunningMeanStd, obs_statistics
 from rlrun.envs.state import EnvStateError, generator_state, get_env_state, set_env_state, set_generator_state
