@@ -193,6 +193,9 @@ def tune_main() -> None:
         return
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
+        from rlrun.envs.ids import register_env_ids  # env=<gymnasium id> without an env file
+
+        register_env_ids(sys.argv[1:], CONF_DIR)
         print(tune(sys.argv[1:]), flush=True)
     except ConfigError as error:
         sys.exit(f"rlrun-tune: error: {error}")

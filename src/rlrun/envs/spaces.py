@@ -21,8 +21,6 @@ of algorithm and env the algorithm cannot handle in one line, before anything is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import gymnasium as gym
 import numpy as np
 
@@ -128,6 +126,9 @@ class ObservationTransform:
         else:
             raise ConfigError(f"{where}observations of {describe(source)} are not supported: rlrun reads Box, "
                               "Discrete, MultiBinary and Dict observations (wrap the env to turn them into one of these)")
+        # Whether observations pass unchanged (a Box of 1 dimension, a channels-first image): the vector
+        # env then skips the call, which runs every step.
+        self.identity = self.keys is None and self.kind == "identity"
 
     def __call__(self, obs) -> Obs:
         """A batch of observations of the source space, transformed."""
@@ -169,14 +170,14 @@ def zeros(space: gym.Space, batch: tuple[int, ...], dtype=None) -> Obs:
 
 
 def copy(obs: Obs) -> Obs:
-    if isinstance(obs, Mapping):
+    if isinstance(obs, dict):
         return {name: value.copy() for name, value in obs.items()}
     return obs.copy()
 
 
 def set_row(batch: Obs, index, value: Obs) -> None:
     """batch[index] = value, for every key of a dict batch."""
-    if isinstance(batch, Mapping):
+    if isinstance(batch, dict):
         for name, array in batch.items():
             array[index] = value[name]
     else:
@@ -185,12 +186,12 @@ def set_row(batch: Obs, index, value: Obs) -> None:
 
 def rows(batch: Obs, index) -> Obs:
     """batch[index], for every key of a dict batch."""
-    if isinstance(batch, Mapping):
+    if isinstance(batch, dict):
         return {name: array[index] for name, array in batch.items()}
     return batch[index]
 
 
 def batch_size(obs: Obs) -> int:
-    if isinstance(obs, Mapping):
+    if isinstance(obs, dict):
         return len(next(iter(obs.values())))
     return len(obs)

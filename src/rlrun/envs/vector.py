@@ -166,13 +166,17 @@ class SerialEnvs:
         truncated = np.zeros(self.num_envs, bool)
         final_obs = {}
         game_over = np.ones(self.num_envs, bool)
+        dict_obs = isinstance(self.obs, dict)
         for i, env in enumerate(self.envs):
             obs, reward[i], terminated[i], truncated[i], info = env.step(actions[i])
             if terminated[i] or truncated[i]:
-                final_obs[i] = spaces.copy(obs) if isinstance(obs, dict) else np.array(obs)  # reset() may reuse it
+                final_obs[i] = spaces.copy(obs) if dict_obs else np.array(obs)  # (reset() may reuse the array)
                 game_over[i] = info.get("game_over", True)
                 obs, _ = env.reset()
-            spaces.set_row(self.obs, i, obs)
+            if dict_obs:
+                spaces.set_row(self.obs, i, obs)
+            else:
+                self.obs[i] = obs
         return spaces.copy(self.obs), reward, terminated, truncated, {"final_obs": final_obs, "game_over": game_over}
 
     def state_dict(self) -> dict:
@@ -292,7 +296,8 @@ class VecEnv:
         elif self.action_start is not None:
             actions = actions + self.action_start
         obs, reward, terminated, truncated, info = self.envs.step(actions)
-        obs = self.transform(obs)
+        if not self.transform.identity:
+            obs = self.transform(obs)
         self.steps += self.num_envs
         reward = reward.astype(np.float64)
         self.raw_reward = reward  # as the env paid it: evaluation's discounted returns (rlrun.run.evaluate)
