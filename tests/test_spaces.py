@@ -109,3 +109,104 @@ def test_dqn_on_multidiscrete_refused_in_one_line_before_a_run_directory(rlrun, 
 def space_envs_importable(monkeypatch):
     """tests/ on the PYTHONPATH of the rlrun subprocesses, so that env=space_envs:<id> imports."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+
+
+# --- trained policies of each space: load_policy, TorchScript, ONNX ---------------------------------
+
+COMMON = ("logger=csv", "total_steps=64", "eval.episodes=1", "eval.every_steps=64", "checkpoint.every_steps=64")
+TINY = (*COMMON, "algo.num_steps=64", "algo.num_minibatches=2")
+FRAME_STACK = "env.wrappers=[{_target_:gymnasium.wrappers.FrameStackObservation,stack_size:3}]"
+RUNS = {
+    "multi_discrete": ("algo=ppo", "env=space_envs:MultiReach-v0", *TINY),
+    "multi_binary": ("algo=ppo_kl", "env=space_envs:BitCopy-v0", *TINY),
+    "dict_with_image": ("algo=a2c", "env=space_envs:DictImageTarget-v0", "env.normalize_obs=true", *COMMON),
+    "channels_last_cnn": ("algo=ppo", "env=space_envs:ImageTarget-v0", "network=cnn", *TINY),
+    "frame_stack_ppo": ("algo=ppo", "env=CartPole", FRAME_STACK, "env.normalize_obs=true", *TINY),
+}
+
+
+@pytest.fixture(scope="module")
+def trained(rlrun, tmp_path_factory) -> dict[str, Path]:
+    """One tiny run of each kind (one update each), made by the CLI."""
+    cwd = tmp_path_factory.mktemp("spaces")
+    old = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), old])
+    try:
+        runs = {}
+        for name, args in RUNS.items():
+            result = rlrun(*args, cwd=cwd, run_dir=cwd / name)
+            assert result.returncode == 0, result.describe()
+            runs[name] = cwd / name
+        return runs
+    finally:
+        os.environ["PYTHONPATH"] = old
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_load_policy_and_torchscript_act_alike_in_each_space(name, trained, tmp_path):
+    from rlrun.evaluate import load_policy
+
+    policy = load_policy(trained[name])
+    env = policy.make_env()
+    obs, _ = env.reset(seed=3)
+    scripted = torch.jit.load(str(policy.export(tmp_path / "policy.pt")))
+    onnx = None
+    if name != "frame_stack_ppo":  # (one ONNX export of the plain Box path is enough; it is the old one)
+        try:
+            import onnxruntime
+
+            onnx = onnxruntime.InferenceSession(str(policy.export(tmp_path / "policy.onnx")))
+        except (ImportError, ConfigError):  # onnx / onnxruntime not installed: the export extra
+            pass
+    keys = list(policy.observation_space.spaces) if isinstance(policy.observation_space, gym.spaces.Dict) else None
+    for _ in range(5):
+        action = policy.act(obs)
+        assert policy.action_space.contains(np.asarray(action, policy.action_space.dtype)), action
+        inputs = [np.asarray(obs[key])[None] for key in keys] if keys else [np.asarray(obs)[None]]
+        np.testing.assert_array_equal(scripted(*[torch.as_tensor(x) for x in inputs]).numpy()[0], action)
+        if onnx is not None:
+            feeds = dict(zip(keys or ["obs"], inputs))
+            np.testing.assert_array_equal(onnx.run(None, feeds)[0][0], action)
+        # a batch of two acts as each alone
+        batch = {key: np.stack([obs[key]] * 2) for key in keys} if keys else np.stack([obs] * 2)
+        np.testing.assert_array_equal(policy.act(batch)[1], action)
+        obs, *_ = env.step(action)
+    env.close()
+
+
+@pytest.mark.parametrize("algo, env, extra", [
+    ("sac", "Pendulum", ("algo.learning_starts=32", "algo.batch_size=16", "total_steps=64")),
+    ("dqn", "CartPole", ("algo.learning_starts=32", "algo.batch_size=16", "total_steps=64")),
+    ("trpo", "CartPole", ("total_steps=64", "algo.num_steps=64")),
+])
+def test_a_frame_stacked_box_is_flattened_for_every_algorithm(algo, env, extra, rlrun, tmp_path):
+    """FrameStackObservation gives (3, obs_dim) observations: every algorithm reads them flattened."""
+    result = rlrun(f"algo={algo}", f"env={env}", FRAME_STACK, "logger=csv", "eval.episodes=1", *extra,
+                   cwd=tmp_path, run_dir=tmp_path / "run")
+    assert result.returncode == 0, result.describe()
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+
+
+def test_dict_actor_critic_encodes_each_key_once_for_both_heads():
+    from omegaconf import OmegaConf
+
+    from rlrun.nets import network_config
+    from rlrun.nets.dict_actor_critic import DictActorCritic
+    from rlrun.resources import CONF_DIR
+
+    cfg = network_config(OmegaConf.load(CONF_DIR / "network" / "mlp.yaml"))
+    space = gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (3,)), "image": gym.spaces.Box(0, 255, (3, 40, 40), np.uint8)})
+    net = DictActorCritic(space, gym.spaces.Box(-1, 1, (2,)), cfg)
+    # SB3's CombinedExtractor: the image key through a Nature CNN of 256 features, the vector flattened.
+    assert net.encoder.features_dim == 256 + 3 and list(net.encoder.cnns) == ["image"]
+    # One encoder held by both heads: its parameters count once (one set in the flat buffer and the optimiser).
+    parts = (net.encoder, net.actor[1], net.critic[1])
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for m in parts for p in m.parameters()) + 2
+    obs = {"pos": torch.randn(5, 3), "image": torch.randint(0, 256, (5, 3, 40, 40), dtype=torch.uint8)}
+    params, values = net(obs)
+    assert params.shape == (5, 4) and values.shape == (5,)  # Gaussian: mean and log std
+    torch.testing.assert_close(params, net.dist_params(obs))
+    torch.testing.assert_close(values, net.value(obs))
+    with pytest.raises(ConfigError, match="at least 36x36"):
+        DictActorCritic(gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (3, 32, 32), np.uint8)}),
+                        gym.spaces.Discrete(2), cfg)
