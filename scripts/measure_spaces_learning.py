@@ -1,4 +1,4 @@
-"""Final evaluation returns of the small envs of each space (tests/space_envs) over several seeds, with
+"""Last training returns (and final evaluation returns) of the small envs of each space (tests/space_envs) over several seeds, with
 `rlrun algo=ppo env=space_envs:<id>` as a user runs it: the measurement behind the settings and
 thresholds of tests/test_spaces_learning.py.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
-from test_spaces_learning import CASES  # noqa: E402 -- the settings the tests use
+from test_spaces_learning import CASES, last_training_return  # noqa: E402 -- the settings the tests use
 
 
 def start(env_id: str, overrides: list[str], seed: int, out: Path) -> subprocess.Popen:
@@ -53,10 +53,12 @@ def main() -> None:
                 if proc.returncode:
                     print(f"{case.env_id} seed {seed}: failed: {proc.stderr.read()[-500:]}", flush=True)
                     continue
-                final = json.loads((out / "summary.json").read_text())["final_eval_mean_return"]
+                final = last_training_return(out)
+                evaluation = json.loads((out / "summary.json").read_text())["final_eval_mean_return"]
                 results.setdefault(case.env_id, []).append(final)
-                print(f"{case.env_id} seed {seed}: final eval {final:.2f} (threshold {case.threshold}, random "
-                      f"{case.random}) in {time.monotonic() - began:.0f} s", flush=True)
+                print(f"{case.env_id} seed {seed}: last training return {final:.2f} (threshold {case.threshold}, "
+                      f"random {case.random}), final evaluation {evaluation:.2f}, in {time.monotonic() - began:.0f} s",
+                      flush=True)
             time.sleep(0.5)
     for case in CASES:
         if case.env_id in results:

@@ -210,3 +210,16 @@ def test_dict_actor_critic_encodes_each_key_once_for_both_heads():
     with pytest.raises(ConfigError, match="at least 36x36"):
         DictActorCritic(gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (3, 32, 32), np.uint8)}),
                         gym.spaces.Discrete(2), cfg)
+
+
+@pytest.mark.parametrize("algo, env_id, extra", [
+    ("trpo", "MultiReach-v0", ("algo.num_steps=64", "algo.vf_minibatch_size=16")),
+    ("reinforce", "BitCopy-v0", ()),
+    ("a3c", "MultiReach-v0", ("algo.report_every=64", "hardware.workers=1")),
+    ("a2c", "BitCopy-v0", ()),
+])
+def test_every_algorithm_claiming_multi_actions_trains_and_evaluates_in_them(algo, env_id, extra, rlrun, tmp_path,
+                                                                             space_envs_importable):
+    result = rlrun(f"algo={algo}", f"env=space_envs:{env_id}", *COMMON, *extra, cwd=tmp_path, run_dir=tmp_path / "run")
+    assert result.returncode == 0, result.describe()
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
