@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rlrun.config import ConfigError
 from rlrun.hydra_errors import GROUPS, describe_hydra_error
+from rlrun.envs.ids import config_dirs
 from rlrun.resources import CONF_DIR  # the package rlrun.conf: the repository's conf/, installed
 from rlrun.secrets import mask_url_passwords
 
@@ -128,6 +129,10 @@ def expand_resume(argv: list[str]) -> list[str]:
     merged = {_key(o): o for o in original if _key(o) not in NOT_REPLAYED}
     merged.update({_key(a): a for a in argv if "=" in a})
     flags = [a for a in argv if "=" not in a]
+    if not config_dirs(argv):
+        # The run's --config-dir (Hydra records it, absolute, in hydra.yaml): its env and algo files are
+        # needed again to compose the run's config.
+        flags += [arg for folder in recorded_config_dirs(run_dir) for arg in ("--config-dir", folder)]
     return [*flags, *merged.values(), f"hydra.run.dir='{run_dir.resolve()}'"]
 
 
@@ -167,6 +172,13 @@ def check_recorded_override(override: str, overrides_file: Path) -> None:
                           "pass the override on the command line instead (rlrun resume=DIR key=value)")
 
 
+def recorded_config_dirs(run_dir: Path) -> list[str]:
+    """The --config-dir directories a run was made with, from its .hydra/hydra.yaml."""
+    sources = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["config_sources"]
+    return [source["path"] for source in sources
+            if source.get("provider") == "command-line" and source.get("schema") == "file"]
+
+
 def version() -> str:
     from importlib import metadata
 
@@ -189,7 +201,9 @@ Then: rlrun-eval outputs/<date>/<run> episodes=10 video=true   (see rlrun-eval -
 Algorithms (algo=) by the environment's action space:
   discrete actions:   {discrete}
   continuous actions: {continuous}
-Environments (env=): {envs}
+  MultiDiscrete and MultiBinary actions: {multi}
+Environments (env=): {envs}, or any gymnasium id on generic defaults
+  (env=Acrobot-v1, env=my_pkg.envs:MyEnv-v0: conf/env/generic.yaml)
 Your own configs without editing rlrun: rlrun --config-dir my_conf env=MyEnv (my_conf/env/MyEnv.yaml).
 """
 
@@ -199,7 +213,8 @@ def print_help() -> None:
 
     print(HELP.format(version=version(), discrete=", ".join(algorithms_for("discrete")),
                       continuous=", ".join(algorithms_for("continuous")),
-                      envs=", ".join(sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml")))))
+                      multi=", ".join(algorithms_for("multi_discrete")),
+                      envs=", ".join(sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml") if p.stem != "generic"))))
 
 
 def main() -> None:
@@ -212,6 +227,9 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         sys.argv = [sys.argv[0], *expand_resume(sys.argv[1:])]
+        from rlrun.envs.ids import register_env_ids  # env=<gymnasium id> without an env file
+
+        register_env_ids(sys.argv[1:], CONF_DIR)
         task()
     except ConfigError as error:
         sys.exit(f"rlrun: error: {error}")
@@ -232,6 +250,9 @@ def tune_main() -> None:
         return
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
+        from rlrun.envs.ids import register_env_ids  # env=<gymnasium id> without an env file
+
+        register_env_ids(sys.argv[1:], CONF_DIR)
         print(tune(sys.argv[1:]), flush=True)
     except ConfigError as error:
         sys.exit(f"rlrun-tune: error: {error}")

@@ -27,9 +27,13 @@ from torch import nn
 from rlrun import checkpoint
 from rlrun.config import NON_NEGATIVE, POSITIVE, ConfigError, from_config
 from rlrun.envs import EnvConfig, RunningMeanStd, VecEnv, env_config, make_env, spaces_of
+from rlrun.envs.normalize import obs_statistics
+from rlrun.envs.spaces import ObservationTransform
+from rlrun.envs.vector import as_network_input
 from rlrun.envs.video import VideoWriter, make_render_env, play_episode, video_fps
 from rlrun.hardware import Hardware
-from rlrun.nets import ActorCritic, Categorical, DeterministicActor, QNetwork, SquashedGaussianActor, network_config
+from rlrun.nets import ActorCritic, DeterministicActor, DiagGaussian, QNetwork, SquashedGaussianActor, network_config
+from rlrun.nets.observation import observation_input
 
 CHECKPOINTS = ("best.pt", "last.pt")  # what a run directory is evaluated with, in this order
 
@@ -67,22 +71,25 @@ class Policy:
         self.path = path
         self.global_step = global_step
         self.observation_space, self.action_space = spaces_of(env_cfg)
+        # The env's observations as the networks read them (rlrun.envs.spaces), as the training env did.
+        self.transform = ObservationTransform(self.observation_space)
 
-    def normalize(self, obs: np.ndarray) -> np.ndarray:
+    def normalize(self, obs):
         """As the training env did (rlrun.envs.VecEnv.normalize_obs), with its statistics frozen."""
         if self.obs_rms is None:
-            return obs.astype(np.float32, copy=False)
-        normalized = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
-        bound = self.train_env_cfg.clip_obs
-        return np.clip(normalized, -bound, bound).astype(np.float32)
+            return as_network_input(obs)
+        return self.obs_rms.normalize(obs, self.train_env_cfg.clip_obs)
 
     def act(self, obs, deterministic: bool = True) -> np.ndarray:
-        """The action(s) for raw observation(s); continuous actions clipped to the env's bounds."""
-        obs = np.asarray(obs)
-        single = obs.shape == self.observation_space.shape
-        actions = self.algo.act(self.normalize(obs[None] if single else obs), deterministic)
+        """The action(s) for raw observation(s) (a dict of them for Dict spaces); continuous actions
+        clipped to the env's bounds; Discrete and MultiDiscrete actions as the env numbers them."""
+        single = self.transform.is_single(obs)
+        batch = self.transform.single(obs) if single else self.transform(obs)
+        actions = self.algo.act(self.normalize(batch), deterministic)
         if isinstance(self.action_space, gym.spaces.Box):
             actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        elif np.any(getattr(self.action_space, "start", 0) != 0):
+            actions = actions + self.action_space.start
         return actions[0] if single else actions
 
     def make_env(self, render_mode: str | None = None) -> gym.Env:
@@ -91,14 +98,21 @@ class Policy:
 
     def network(self) -> nn.Module:
         """The deterministic policy as one torch module: raw observations -> actions."""
-        return ActingNetwork(deterministic_head(self.algo), self.obs_rms, self.train_env_cfg.clip_obs,
-                             self.action_space)
+        return ActingNetwork(deterministic_head(self.algo), observation_input(self.transform, self.obs_rms,
+                             self.train_env_cfg.clip_obs), self.action_space)
 
     def export(self, path: str | Path) -> Path:
         """Write `network()` as TorchScript (.pt, .ts) or ONNX (.onnx), with a dynamic batch dimension."""
         path = Path(path)
         module = self.network()
-        example = torch.as_tensor(np.stack([self.observation_space.sample() for _ in range(2)]))
+        samples = [self.observation_space.sample() for _ in range(2)]
+        if isinstance(self.observation_space, gym.spaces.Dict):
+            # One input per key, in the Dict's key order, named by the keys.
+            keys = list(self.observation_space.spaces)
+            example = tuple(torch.as_tensor(np.stack([sample[key] for sample in samples])) for key in keys)
+        else:
+            keys = ["obs"]
+            example = (torch.as_tensor(np.stack(samples)),)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".onnx":
             try:
@@ -106,8 +120,9 @@ class Policy:
             except ImportError:
                 raise ConfigError("export to .onnx needs the onnx package (pip install onnx); "
                                   "or export TorchScript with a .pt file name") from None
-            torch.onnx.export(module, (example,), str(path), input_names=["obs"], output_names=["action"],
-                              dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}}, dynamo=False)
+            torch.onnx.export(module, example, str(path), input_names=keys, output_names=["action"],
+                              dynamic_axes={**{key: {0: "batch"} for key in keys}, "action": {0: "batch"}},
+                              dynamo=False)
         elif path.suffix in (".pt", ".ts"):
             # Tracing records the ops for this input; none of them branches on values or the batch size.
             torch.jit.trace(module, example).save(str(path))
@@ -125,11 +140,12 @@ class ActorCriticMode(nn.Module):
     def __init__(self, net: ActorCritic):
         super().__init__()
         self.actor = net.actor
-        self.discrete = isinstance(net.dist, Categorical)
+        # Categorical, MultiCategorical, Bernoulli: their mode (argmax per dimension, bits of positive logit).
+        self.discrete_mode = None if isinstance(net.dist, DiagGaussian) else net.dist.mode
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         out = self.actor(obs)
-        return out.argmax(-1) if self.discrete else out
+        return out if self.discrete_mode is None else self.discrete_mode(out)
 
 
 class SquashedMode(nn.Module):
@@ -172,26 +188,26 @@ def deterministic_head(algo) -> nn.Module:
 
 
 class ActingNetwork(nn.Module):
-    """Raw observation -> action: frozen normalisation, the policy's deterministic head, bounds."""
+    """Raw observation (Dict: one tensor per key, in key order) -> action: the observation transform and
+    frozen normalisation (rlrun.nets.observation), the policy's deterministic head, bounds."""
 
-    def __init__(self, head: nn.Module, obs_rms: RunningMeanStd | None, clip_obs: float, action_space: gym.Space):
+    def __init__(self, head: nn.Module, observation: nn.Module, action_space: gym.Space):
         super().__init__()
         self.head = head
-        self.normalize = obs_rms is not None
-        if obs_rms is not None:
-            self.register_buffer("mean", torch.as_tensor(obs_rms.mean, dtype=torch.float32))
-            self.register_buffer("std", torch.as_tensor(np.sqrt(obs_rms.var + 1e-8), dtype=torch.float32))
-        self.clip_obs = float(clip_obs)
+        self.observation = observation
+        start = getattr(action_space, "start", None)
+        self.offset = start is not None and bool(np.any(start != 0))
+        if self.offset:
+            self.register_buffer("start", torch.as_tensor(start, dtype=torch.int64))
         self.bounded = isinstance(action_space, gym.spaces.Box)
         if self.bounded:
             self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
             self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float()
-        if self.normalize:
-            x = ((x - self.mean) / self.std).clamp(-self.clip_obs, self.clip_obs)
-        action = self.head(x)
+    def forward(self, *obs: torch.Tensor) -> torch.Tensor:
+        action = self.head(self.observation(*obs))
+        if self.offset:
+            action = action + self.start
         if self.bounded:
             action = torch.maximum(torch.minimum(action, self.high), self.low)
         return action
@@ -278,14 +294,21 @@ def load_policy(path: str | Path, env_overrides: list[str] | tuple[str, ...] = (
         env.close()
     obs_rms = None
     if train_env_cfg.normalize_obs and state["env"].get("obs_rms") is not None:
-        obs_rms = RunningMeanStd(observation_space.shape)
+        obs_rms = obs_statistics(observation_space)
         obs_rms.load_state_dict(state["env"]["obs_rms"])
     policy = Policy(algo, state.get("algo_name", cfg.algo._target_), env_cfg, train_env_cfg, obs_rms, config, ckpt,
                     int(state.get("global_step", 0)))
-    if (policy.observation_space.shape, policy.action_space) != (observation_space.shape, action_space):
-        raise ConfigError(f"the env overrides change the spaces the policy was trained on ({observation_space.shape}, "
-                          f"{action_space} -> {policy.observation_space.shape}, {policy.action_space})")
+    if (shapes(policy.transform.space), policy.action_space) != (shapes(observation_space), action_space):
+        raise ConfigError(f"the env overrides change the spaces the policy was trained on ({shapes(observation_space)}, "
+                          f"{action_space} -> {shapes(policy.transform.space)}, {policy.action_space})")
     return policy
+
+
+def shapes(space: gym.Space):
+    """A space's shape; a Dict's shape per key."""
+    if isinstance(space, gym.spaces.Dict):
+        return {key: sub.shape for key, sub in space.spaces.items()}
+    return space.shape
 
 
 # --- rlrun-eval ---------------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ def describe_hydra_error(error: Exception) -> str:
     if isinstance(error, MissingConfigException) and error.missing_cfg_file:
         group, _, name = error.missing_cfg_file.rpartition("/")
         if group in GROUPS:
-            options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-            return f"unknown {group} '{name}'; choose one of: {', '.join(options)}"
+            options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if p.stem != "generic")
+            ids = " or a gymnasium id (env=Acrobot-v1, env=my_pkg.envs:MyEnv-v0)" if group == "env" else ""
+            return f"unknown {group} '{name}'; choose one of: {', '.join(options)}{ids}"
     cause = error.__cause__ or error.__context__
     text = str(error).strip().splitlines()[0]
     if cause is not None and isinstance(cause, OmegaConfBaseException):

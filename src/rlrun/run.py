@@ -31,7 +31,6 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 from hydra.utils import get_class
@@ -40,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlrun import checkpoint, cluster, hardware
 from rlrun.config import NON_NEGATIVE, POSITIVE, ConfigError, from_config, rule
 from rlrun.envs import VecEnv, env_config, spaces_of
+from rlrun.envs.spaces import check_spaces
 from rlrun.logging import Logger, logger_config, new_run_id
 from rlrun.nets import network_config
 from rlrun.resources import CONF_DIR
@@ -92,10 +92,6 @@ class RunConfig:
     def __post_init__(self):
         self.eval = from_config(EvalConfig, self.eval, "eval")
         self.checkpoint = from_config(CheckpointConfig, self.checkpoint, "checkpoint")
-
-
-def action_space_kind(space: gym.Space) -> str:
-    return "discrete" if isinstance(space, gym.spaces.Discrete) else "continuous"
 
 
 def algo_target(name: str) -> str:
@@ -385,11 +381,8 @@ def check_config(cfg: DictConfig, algo_name: str, env_name: str):
     log_cfg = logger_config(cfg.logger)
     algo_cls = get_class(cfg.algo._target_)
     algo_cfg = algo_cls.parse_config({k: v for k, v in cfg.algo.items() if k != "_target_"})
-    _, action_space = spaces_of(env_cfg)
-    kind = action_space_kind(action_space)
-    if kind not in algo_cls.action_spaces:
-        raise ConfigError(f"algo={algo_name} cannot act in {env_name}'s {kind} action space; "
-                          f"algorithms for {kind} actions: {', '.join(algorithms_for(kind))}")
+    observation_space, action_space = spaces_of(env_cfg)
+    check_spaces(algo_cls, algo_name, env_name, observation_space, action_space, algorithms_for)
     return settings, env_cfg, net_cfg, hw, log_cfg, algo_cls, algo_cfg
 
 

@@ -88,7 +88,8 @@ def actor_critic_loss(net: ActorCritic, batch: dict[str, torch.Tensor], ent_coef
 class A2C:
     """A2C as a generator: each iteration is one rollout of N x t_max steps and one gradient step."""
 
-    action_spaces = ("discrete", "continuous")
+    action_spaces = ("discrete", "multi_discrete", "multi_binary", "continuous")
+    dict_observations = True  # rlrun.nets.dict_actor_critic
 
     def __init__(self, cfg: A2CConfig, env: VecEnv, network: MLPConfig | CNNConfig, hardware: Hardware, seed: int,
                  total_steps: int):

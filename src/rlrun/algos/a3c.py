@@ -150,7 +150,7 @@ class A3C:
     """A3C as a generator in the main process: yields every `report_every` environment steps of all
     workers together; the workers keep training in the meantime."""
 
-    action_spaces = ("discrete", "continuous")
+    action_spaces = ("discrete", "multi_discrete", "multi_binary", "continuous")
 
     def __init__(self, cfg: A3CConfig, env: VecEnv, network: MLPConfig, hardware: Hardware, seed: int,
                  total_steps: int):

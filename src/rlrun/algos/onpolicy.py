@@ -8,15 +8,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
 from rlrun.config import ConfigError
 from rlrun.data import RolloutBuffer
-from rlrun.envs import VecEnv
+from rlrun.envs import VecEnv, spaces
 from rlrun.nets import ActorCritic, CNNConfig, MLPConfig, NumpyActorCritic
 from rlrun.nets.cnn_actor_critic import CNNActorCritic, TorchActorCritic
+from rlrun.nets.dict_actor_critic import DictActorCritic
 from rlrun.nets.flat import flatten_parameters
 from rlrun.nets.merged import MergedActorCritic
 from rlrun.nets.mlp import linear
@@ -52,6 +54,10 @@ def build_networks(env: VecEnv, network: MLPConfig | CNNConfig, device: torch.de
     CNN: the Nature CNN shared by both heads (rlrun.nets.cnn_actor_critic), learning and acting in torch
     on `device`.
     """
+    if isinstance(env.observation_space, gym.spaces.Dict):
+        # One encoder per key, concatenated (rlrun.nets.dict_actor_critic), learning and acting in torch.
+        torch_net = TorchActorCritic(DictActorCritic(env.observation_space, env.action_space, network).to(device))
+        return ActorCriticNetworks(torch_net.net, torch_net, torch_net.flat, torch_net, "module")
     if isinstance(network, CNNConfig):
         shape = env.observation_space.shape
         if len(shape) != 3:
@@ -80,10 +86,10 @@ def collect_rollout(env: VecEnv, buffer: RolloutBuffer, acting_net: NumpyActorCr
     dist = acting_net.net.dist
     noise = dist.noise(buffer.log_probs.shape, generator)
     buffer.next_values[:] = 0.0  # V(final observation) is filled in below where an episode is truncated
-    for t in range(buffer.obs.shape[0]):
+    for t in range(buffer.values.shape[0]):
         params, value = acting_net.dist_params_and_value(next_obs)
         action = dist.sample_from_noise(params, noise[t])
-        buffer.obs[t] = next_obs
+        spaces.set_row(buffer.obs, t, next_obs)
         buffer.actions[t] = action
         buffer.dist_params[t] = params
         buffer.values[t] = value
@@ -93,18 +99,28 @@ def collect_rollout(env: VecEnv, buffer: RolloutBuffer, acting_net: NumpyActorCr
         buffer.ended[t] = terminated | truncated
         if final_obs is not None and truncated.any():
             # Time ran out, the episode did not end: bootstrap from V(final observation).
-            buffer.next_values[t, truncated] = acting_net.value(final_obs[truncated])
+            buffer.next_values[t, truncated] = acting_net.value(spaces.rows(final_obs, truncated))
     buffer.log_probs[:] = dist.log_prob_from_noise(buffer.dist_params, buffer.actions, noise)
     return next_obs
 
 
 def make_buffer(env: VecEnv, num_steps: int, num_envs: int, net: ActorCritic) -> RolloutBuffer:
+    # Discrete, MultiDiscrete and MultiBinary actions are stored as int64 indices or bits.
     action_dtype = np.float32 if env.continuous else np.int64
     # Observations as the VecEnv hands them over: uint8 pixels stay uint8 (8 envs x 128 steps of Atari
     # stacks are 29 MB instead of 116 MB; the CNN scales them), anything normalised or not uint8 is float32.
-    pixels = env.observation_space.dtype == np.uint8 and env.obs_rms is None
-    return RolloutBuffer(num_steps, num_envs, env.observation_space.shape, env.action_space.shape, action_dtype,
-                         net.dist.num_params, obs_dtype=np.uint8 if pixels else np.float32)
+    # A Dict is a dict of arrays, each key by the same rule (its normalisation leaves images alone).
+    space = env.observation_space
+    if isinstance(space, gym.spaces.Dict):
+        normalized = env.obs_rms.stats if env.obs_rms is not None else {}
+        obs_shape = {key: sub.shape for key, sub in space.spaces.items()}
+        obs_dtype = {key: np.uint8 if sub.dtype == np.uint8 and key not in normalized else np.float32
+                     for key, sub in space.spaces.items()}
+    else:
+        obs_shape = space.shape
+        obs_dtype = np.uint8 if space.dtype == np.uint8 and env.obs_rms is None else np.float32
+    return RolloutBuffer(num_steps, num_envs, obs_shape, env.action_space.shape, action_dtype,
+                         net.dist.num_params, obs_dtype=obs_dtype)
 
 
 def build_actor_critic(env: VecEnv, network: MLPConfig, shared_torso: bool) -> ActorCritic:

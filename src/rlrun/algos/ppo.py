@@ -23,6 +23,7 @@ from torch.autograd.function import once_differentiable
 
 from rlrun.algos.onpolicy import build_networks, collect_rollout, make_buffer
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, one_of, rule
+from rlrun.data.rollout import minibatches
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
 from rlrun.nets import CNNConfig, MLPConfig
@@ -127,7 +128,8 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
 class PPO:
     """PPO as a generator: each iteration collects one rollout, updates, and yields its metrics."""
 
-    action_spaces = ("discrete", "continuous")
+    action_spaces = ("discrete", "multi_discrete", "multi_binary", "continuous")
+    dict_observations = True  # rlrun.nets.dict_actor_critic
 
     def __init__(self, cfg: PPOConfig, env: VecEnv, network: MLPConfig | CNNConfig, hardware: Hardware, seed: int,
                  total_steps: int):
@@ -188,7 +190,7 @@ class PPO:
         """K epochs of minibatch Adam on the surrogate objective over the last rollout."""
         cfg = self.cfg
         batch = self.buffer.flat_tensors(self.device)
-        batch_size = batch["obs"].shape[0]
+        batch_size = batch["values"].shape[0]
         if cfg.anneal_lr:
             # The fraction of the budget left when this rollout began: the first update runs at the
             # initial rate, the last at learning_rate * batch / total_steps (CleanRL's
@@ -206,10 +208,8 @@ class PPO:
         stop_early = False
         for _ in range(cfg.update_epochs):
             order = torch.randperm(batch_size, generator=self.generator).to(self.device)
-            minibatches = {name: tensor[order].split(minibatch_size) for name, tensor in batch.items()}
             epoch_kl_sum = torch.zeros((), device=self.device)
-            for i in range(cfg.num_minibatches):
-                mb = {name: chunks[i] for name, chunks in minibatches.items()}
+            for mb in minibatches(batch, order, minibatch_size):
                 loss, stats = self.loss(mb)
                 self.flat_params.grad.zero_()
                 loss.backward()

@@ -61,7 +61,7 @@ class REINFORCE:
     """REINFORCE as a generator: each iteration collects `episodes_per_update` whole episodes and
     takes one gradient step."""
 
-    action_spaces = ("discrete", "continuous")
+    action_spaces = ("discrete", "multi_discrete", "multi_binary", "continuous")
 
     def __init__(self, cfg: REINFORCEConfig, env: VecEnv, network: MLPConfig, hardware: Hardware, seed: int,
                  total_steps: int):

@@ -111,7 +111,7 @@ class TRPO:
     """TRPO as a generator: each iteration is one rollout, one natural-gradient policy step, and the
     value function's regression."""
 
-    action_spaces = ("discrete", "continuous")
+    action_spaces = ("discrete", "multi_discrete", "multi_binary", "continuous")
 
     def __init__(self, cfg: TRPOConfig, env: VecEnv, network: MLPConfig, hardware: Hardware, seed: int,
                  total_steps: int):

@@ -64,10 +64,13 @@ class RolloutBuffer:
     the learner as torch tensors, once per update. Observations keep `obs_dtype` (uint8 pixels stay
     uint8 up to the network, which scales them)."""
 
-    def __init__(self, num_steps: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
-                 action_dtype: np.dtype, num_dist_params: int, obs_dtype: np.dtype = np.float32):
+    def __init__(self, num_steps: int, num_envs: int, obs_shape: tuple[int, ...] | dict[str, tuple[int, ...]],
+                 action_shape: tuple[int, ...], action_dtype: np.dtype, num_dist_params: int,
+                 obs_dtype: np.dtype | dict[str, np.dtype] = np.float32):
         shape = (num_steps, num_envs)
-        self.obs = np.zeros(shape + obs_shape, obs_dtype)
+        # Dict observations: a dict of arrays, one per key (obs_shape and obs_dtype dicts too).
+        self.obs = ({key: np.zeros(shape + key_shape, obs_dtype[key]) for key, key_shape in obs_shape.items()}
+                    if isinstance(obs_shape, dict) else np.zeros(shape + obs_shape, obs_dtype))
         self.actions = np.zeros(shape + action_shape, action_dtype)
         self.log_probs = np.zeros(shape, np.float32)
         self.dist_params = np.zeros(shape + (num_dist_params,), np.float32)
@@ -100,7 +103,22 @@ class RolloutBuffer:
 
     def flat_tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
         """Every stored array with (T, N) merged into one batch axis, as tensors on `device`."""
-        names = ("obs", "actions", "log_probs", "dist_params", "values", "advantages", "returns")
-        return {name: torch.from_numpy(np.ascontiguousarray(
-                    getattr(self, name).reshape((-1,) + getattr(self, name).shape[2:]))).to(device)
-                for name in names}
+        def flat(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(array.reshape((-1,) + array.shape[2:]))).to(device)
+
+        names = ("actions", "log_probs", "dist_params", "values", "advantages", "returns")
+        obs = {key: flat(array) for key, array in self.obs.items()} if isinstance(self.obs, dict) else flat(self.obs)
+        return {"obs": obs, **{name: flat(getattr(self, name)) for name in names}}
+
+
+def minibatches(batch: dict, order: torch.Tensor, size: int) -> list[dict]:
+    """`batch` (flat_tensors' dict; a Dict observation is a dict of tensors) shuffled by `order` and cut
+    into minibatches of `size` rows."""
+    def chunks(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tensor[order].split(size)
+
+    cut = {name: ({key: chunks(t) for key, t in value.items()} if isinstance(value, dict) else chunks(value))
+           for name, value in batch.items()}
+    count = len(cut["values"])
+    return [{name: ({key: parts[i] for key, parts in value.items()} if isinstance(value, dict) else value[i])
+             for name, value in cut.items()} for i in range(count)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -42,6 +43,11 @@ class RunningMeanStd:
         self.var = m2 / total
         self.count = total
 
+    def normalize(self, obs: np.ndarray, bound: float) -> np.ndarray:
+        """(obs - mean) / std, clipped to [-bound, bound], as float32."""
+        normalized = (obs - self.mean) / np.sqrt(self.var + 1e-8)
+        return np.minimum(np.maximum(normalized, -bound), bound).astype(np.float32)
+
     def state_dict(self) -> dict:
         return {"mean": torch.from_numpy(np.array(self.mean)), "var": torch.from_numpy(np.array(self.var)),
                 "count": float(self.count)}
@@ -50,3 +56,34 @@ class RunningMeanStd:
         self.mean = state["mean"].numpy().astype(np.float64)
         self.var = state["var"].numpy().astype(np.float64)
         self.count = float(state["count"])
+
+
+class DictRunningMeanStd:
+    """The statistics of each vector key of Dict observations; image keys (3 dimensions) are left as
+    they are, as SB3's VecNormalize does: the CNN scales pixels itself."""
+
+    def __init__(self, space: gym.spaces.Dict):
+        self.stats = {name: RunningMeanStd(sub.shape) for name, sub in space.spaces.items() if len(sub.shape) != 3}
+
+    def update(self, obs: dict[str, np.ndarray]) -> None:
+        for name, stats in self.stats.items():
+            stats.update(obs[name])
+
+    def normalize(self, obs: dict[str, np.ndarray], bound: float) -> dict[str, np.ndarray]:
+        return {name: self.stats[name].normalize(value, bound) if name in self.stats
+                else (value if value.dtype == np.uint8 else value.astype(np.float32, copy=False))
+                for name, value in obs.items()}
+
+    def state_dict(self) -> dict:
+        return {"keys": {name: stats.state_dict() for name, stats in self.stats.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, stats in self.stats.items():
+            stats.load_state_dict(state["keys"][name])
+
+
+def obs_statistics(space: gym.Space) -> RunningMeanStd | DictRunningMeanStd:
+    """Running statistics for observations of `space` (as the networks read them)."""
+    if isinstance(space, gym.spaces.Dict):
+        return DictRunningMeanStd(space)
+    return RunningMeanStd(space.shape)

@@ -3,7 +3,8 @@ its episodes exactly where the checkpoint left them.
 
 What one env's future depends on, beyond its config (which the resumed run rebuilds):
   - the simulator: MuJoCo's integration state, classic control's state attributes, the ALE's
-    emulator state (with its RNG: sticky actions draw from it);
+    emulator state (with its RNG: sticky actions draw from it), or a user's env's own `get_state()`
+    (a dict of numbers, strings and numpy arrays) that its `set_state()` takes back;
   - the env's own generator (`np_random`: reset noise, Atari no-op starts) and its action space's;
   - the wrappers' counters: TimeLimit's elapsed steps, and whatever an rlrun wrapper holds (it
     exposes `get_state()`/`set_state()`, as the Atari wrappers do for their frames and lives).
@@ -106,6 +107,9 @@ def simulator_state(env: gym.Env) -> dict:
         lagged = {name: torch.from_numpy(getattr(env.data, name).copy()) for name in MUJOCO_LAGGED}
         return {"kind": "mujoco", "integration": torch.from_numpy(buffer), "lagged": lagged}
     name = type(env).__name__
+    if callable(getattr(env, "get_state", None)) and callable(getattr(env, "set_state", None)):
+        # A user's env that saves itself: a dict of numbers, strings and numpy arrays.
+        return {"kind": "own", "values": {key: encode(value) for key, value in env.get_state().items()}}
     if name == "AtariEnv" and hasattr(env, "ale"):
         # include_rng: the ALE's own generator decides sticky actions.
         serialized = env.ale.cloneState(include_rng=True).__getstate__()
@@ -113,7 +117,8 @@ def simulator_state(env: gym.Env) -> dict:
     if name in CLASSIC_CONTROL_STATE and type(env).__module__.startswith("gymnasium.envs.classic_control"):
         return {"kind": "attributes",
                 "values": {attr: encode(getattr(env, attr, None)) for attr in CLASSIC_CONTROL_STATE[name]}}
-    raise EnvStateError(f"{name} is not an env whose state rlrun knows how to save (MuJoCo, classic control, ALE)")
+    raise EnvStateError(f"{name} is not an env whose state rlrun knows how to save (MuJoCo, classic control, ALE, "
+                        "or an env with get_state() and set_state() methods)")
 
 
 def set_simulator_state(env: gym.Env, state: dict) -> None:
@@ -132,6 +137,8 @@ def set_simulator_state(env: gym.Env, state: dict) -> None:
         import ale_py
 
         env.ale.restoreState(ale_py.ALEState(state["state"].numpy().tobytes()))
+    elif kind == "own":
+        env.set_state({key: decode(value) for key, value in state["values"].items()})
     elif kind == "attributes":
         for attr, value in state["values"].items():
             setattr(env, attr, decode(value))

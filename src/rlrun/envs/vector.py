@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from rlrun.config import POSITIVE, ConfigError, from_config, one_of, rule
-from rlrun.envs.normalize import RunningMeanStd
+from rlrun.config import POSITIVE, ConfigError, from_config, one_of
+from rlrun.envs import spaces
+from rlrun.envs.normalize import RunningMeanStd, obs_statistics
 from rlrun.envs.state import EnvStateError, generator_state, get_env_state, set_env_state, set_generator_state
 
 log = logging.getLogger("rlrun")
@@ -41,13 +42,14 @@ UNSAVED = {"async": "the async vector backend keeps its envs in worker processes
 
 @dataclass
 class EnvConfig:
+    # Only the id is required: an env file that sets `id:` alone takes conf/env/generic.yaml's defaults.
     id: str
-    kwargs: dict
-    max_episode_steps: int | None = rule(POSITIVE)
-    normalize_obs: bool
-    normalize_reward: bool
-    clip_obs: float = rule(POSITIVE)
-    clip_reward: float = rule(POSITIVE)
+    kwargs: dict = field(default_factory=dict)
+    max_episode_steps: int | None = field(default=None, metadata={"rule": POSITIVE})
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    clip_obs: float = field(default=10.0, metadata={"rule": POSITIVE})
+    clip_reward: float = field(default=10.0, metadata={"rule": POSITIVE})
     # The named Atari stack ("atari"), or gymnasium wrappers applied in order, each a class path or
     # {_target_: class path, <its keyword arguments>}; a default, so env configs without the key stay valid.
     wrappers: str | list[Any] | None = None
@@ -103,10 +105,17 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
         max_episode_steps = None  # counted in agent steps by atari.wrap, not in frames inside the frame skip
     else:
         kwargs, max_episode_steps = cfg.kwargs, cfg.max_episode_steps
+    if render_mode is not None:
+        # Only when frames are wanted (video): many users' envs take no render_mode argument, and
+        # gymnasium.make passes one to the constructor whenever it is given one.
+        kwargs = {**kwargs, "render_mode": render_mode}
     try:
-        env = gym.make(cfg.id, max_episode_steps=max_episode_steps, render_mode=render_mode, **kwargs)
+        env = gym.make(cfg.id, max_episode_steps=max_episode_steps, **kwargs)
     except gym.error.Error as error:
         raise ConfigError(f"env.id {cfg.id!r} cannot be made: {error}") from None
+    except ImportError as error:  # env=<module>:<id> whose module does not import
+        raise ConfigError(f"env.id {cfg.id!r}: its module cannot be imported ({str(error).splitlines()[0]}); "
+                          "check the module name and that it is on PYTHONPATH or installed") from None
     except TypeError as error:
         raise ConfigError(f"env.kwargs {cfg.kwargs} do not fit {cfg.id}: {error}") from None
     if cfg.wrappers == "atari":
@@ -141,14 +150,15 @@ class SerialEnvs:
         self.num_envs = len(self.envs)
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
-        self.obs = np.zeros((self.num_envs, *self.single_observation_space.shape),
-                            self.single_observation_space.dtype)
+        # (A dict of arrays for a Dict observation space.)
+        self.obs = spaces.zeros(self.single_observation_space, (self.num_envs,))
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
         for i, env in enumerate(self.envs):
-            self.obs[i], _ = env.reset(seed=None if seed is None else seed + i)
+            obs, _ = env.reset(seed=None if seed is None else seed + i)
+            spaces.set_row(self.obs, i, obs)
             env.action_space.seed(None if seed is None else seed + i)
-        return self.obs.copy(), {}
+        return spaces.copy(self.obs), {}
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         reward = np.zeros(self.num_envs)
@@ -156,24 +166,35 @@ class SerialEnvs:
         truncated = np.zeros(self.num_envs, bool)
         final_obs = {}
         game_over = np.ones(self.num_envs, bool)
+        dict_obs = isinstance(self.obs, dict)
         for i, env in enumerate(self.envs):
-            self.obs[i], reward[i], terminated[i], truncated[i], info = env.step(actions[i])
+            obs, reward[i], terminated[i], truncated[i], info = env.step(actions[i])
             if terminated[i] or truncated[i]:
-                final_obs[i] = self.obs[i].copy()
+                final_obs[i] = spaces.copy(obs) if dict_obs else np.array(obs)  # (reset() may reuse the array)
                 game_over[i] = info.get("game_over", True)
-                self.obs[i], _ = env.reset()
-        return self.obs.copy(), reward, terminated, truncated, {"final_obs": final_obs, "game_over": game_over}
+                obs, _ = env.reset()
+            if dict_obs:
+                spaces.set_row(self.obs, i, obs)
+            else:
+                self.obs[i] = obs
+        return spaces.copy(self.obs), reward, terminated, truncated, {"final_obs": final_obs, "game_over": game_over}
 
     def state_dict(self) -> dict:
         """Every env's state and the current observations; raises EnvStateError."""
-        return {"envs": [get_env_state(env) for env in self.envs], "obs": torch.from_numpy(self.obs.copy())}
+        obs = ({name: torch.from_numpy(array.copy()) for name, array in self.obs.items()}
+               if isinstance(self.obs, dict) else torch.from_numpy(self.obs.copy()))
+        return {"envs": [get_env_state(env) for env in self.envs], "obs": obs}
 
     def load_state_dict(self, state: dict) -> np.ndarray:
         """Continue the saved episodes; returns their current observations."""
         for env, env_state in zip(self.envs, state["envs"], strict=True):
             set_env_state(env, env_state)
-        self.obs[:] = state["obs"].numpy()
-        return self.obs.copy()
+        if isinstance(self.obs, dict):
+            for name, array in self.obs.items():
+                array[:] = state["obs"][name].numpy()
+        else:
+            self.obs[:] = state["obs"].numpy()
+        return spaces.copy(self.obs)
 
     def close(self) -> None:
         for env in self.envs:
@@ -190,6 +211,14 @@ def envpool_or_sync(cfg: EnvConfig, num_envs: int, seed: int, factories: list) -
     except Unsupported as reason:
         log.warning("hardware.vector_backend=envpool: %s; stepping %s with the sync backend", reason, cfg.id)
         return SerialEnvs(factories), "sync"
+
+
+def as_network_input(obs: spaces.Obs) -> spaces.Obs:
+    """Observations unnormalised: uint8 pixels stay uint8 (4x smaller in rollouts and transfers; the
+    CNN scales them), anything else becomes float32."""
+    if isinstance(obs, dict):
+        return {name: as_network_input(value) for name, value in obs.items()}
+    return obs if obs.dtype == np.uint8 else obs.astype(np.float32, copy=False)
 
 
 def clip(x: np.ndarray, bound: float) -> np.ndarray:
@@ -218,11 +247,15 @@ class VecEnv:
         self.seed = seed
         self.gamma = gamma
         self.training = training
-        self.observation_space = self.envs.single_observation_space
+        # What the networks read (rlrun.envs.spaces): images channels-first, other Boxes flat, Dicts per key.
+        self.transform = spaces.ObservationTransform(self.envs.single_observation_space)
+        self.observation_space = self.transform.space
         self.action_space = self.envs.single_action_space
         self.continuous = isinstance(self.action_space, gym.spaces.Box)
-        obs_shape = self.observation_space.shape
-        self.obs_rms = RunningMeanStd(obs_shape) if cfg.normalize_obs else None
+        # Discrete and MultiDiscrete actions are indices from 0; the env's own may start elsewhere.
+        start = getattr(self.action_space, "start", None)
+        self.action_start = start if start is not None and np.any(start != 0) else None
+        self.obs_rms = obs_statistics(self.observation_space) if cfg.normalize_obs else None
         self.return_rms = RunningMeanStd(()) if cfg.normalize_reward else None
         self.discounted_return = np.zeros(num_envs)
         self.episode_return = np.zeros(num_envs)
@@ -241,10 +274,11 @@ class VecEnv:
         self.started = True
         if self.restored_obs is not None and seed is None:
             obs, self.restored_obs = self.restored_obs, None
-            return self.normalize_obs(obs, update=False)
+            return self.normalize_obs(self.transform(obs), update=False)
         self.restored_obs = None
         seed = self.seed if seed is None else seed
         obs, _ = self.envs.reset(seed=seed)
+        obs = self.transform(obs)
         self.action_space.seed(seed)  # what algorithms sample random actions from
         self.discounted_return[:] = 0
         self.episode_return[:] = 0
@@ -259,7 +293,11 @@ class VecEnv:
             # The policy's Gaussian is unbounded; the env gets the action clipped to its bounds while
             # the algorithm keeps the sampled one, whose log-probability it stored.
             actions = np.minimum(np.maximum(actions, self.action_space.low), self.action_space.high)
+        elif self.action_start is not None:
+            actions = actions + self.action_start
         obs, reward, terminated, truncated, info = self.envs.step(actions)
+        if not self.transform.identity:
+            obs = self.transform(obs)
         self.steps += self.num_envs
         reward = reward.astype(np.float64)
         self.raw_reward = reward  # as the env paid it: evaluation's discounted returns (rlrun.run.evaluate)
@@ -268,9 +306,9 @@ class VecEnv:
         ended = terminated | truncated
         final_obs = None
         if ended.any():
-            final_obs = obs.copy()
+            final_obs = spaces.copy(obs)
             for i in np.flatnonzero(ended):
-                final_obs[i] = info["final_obs"][i]
+                spaces.set_row(final_obs, i, self.transform.single(info["final_obs"][i]))
             # Statistics count whole games: with a life-loss terminal (Atari's "nature" protocol) an
             # episode of the learner ends at each lost life, and its env says whether the game did too.
             # (gymnasium's vector envs pass an ended step's info as "final_info", with a mask.)
@@ -288,14 +326,12 @@ class VecEnv:
         reward = self.scale_reward(reward, ended)
         return obs, reward, terminated, truncated, final_obs
 
-    def normalize_obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
+    def normalize_obs(self, obs: spaces.Obs, update: bool) -> spaces.Obs:
         if self.obs_rms is None:
-            # uint8 pixels stay uint8 (4x smaller in rollouts and transfers; the CNN scales them).
-            return obs if obs.dtype == np.uint8 else obs.astype(np.float32, copy=False)
+            return as_network_input(obs)
         if update:
             self.obs_rms.update(obs)
-        normalized = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
-        return clip(normalized, self.cfg.clip_obs).astype(np.float32)
+        return self.obs_rms.normalize(obs, self.cfg.clip_obs)
 
     def scale_reward(self, reward: np.ndarray, ended: np.ndarray) -> np.ndarray:
         """Divide by the running std of the discounted return (not of the reward): the scheme of

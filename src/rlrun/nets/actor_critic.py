@@ -24,6 +24,9 @@ class ActorCritic(nn.Module):
             # The acting copy (NumpyActorCritic) computes plain Linear/activation stacks.
             raise ConfigError("the on-policy actor-critics take network=mlp without batch_norm; "
                               "use network=mlp network.batch_norm=false")
+        if isinstance(observation_space, gym.spaces.Dict):
+            raise ConfigError("Dict observations are read by the Dict actor-critic of algo=ppo, ppo_kl and a2c "
+                              "(or flatten them with env.wrappers=[gymnasium.wrappers.FlattenObservation])")
         if len(observation_space.shape) == 3:
             raise ConfigError(f"image observations of shape {observation_space.shape} need network=cnn "
                               "(with algo=ppo or algo=a2c)")
@@ -32,7 +35,7 @@ class ActorCritic(nn.Module):
         gaussian = isinstance(self.dist, DiagGaussian)
         # Small policy-output gain: initial actions near zero mean with equal logits (Andrychowicz
         # et al. 2021, "What Matters in On-Policy RL", recommends 0.01).
-        self.actor = mlp(obs_dim, cfg, self.dist.action_dim if gaussian else self.dist.n, out_gain=0.01)
+        self.actor = mlp(obs_dim, cfg, self.dist.action_dim if gaussian else self.dist.num_params, out_gain=0.01)
         self.critic = mlp(obs_dim, cfg, 1, out_gain=1.0)
         # State-independent log standard deviation, learned (PPO paper, section 6.1).
         self.log_std = nn.Parameter(torch.full((self.dist.action_dim,), cfg.log_std_init)) if gaussian else None

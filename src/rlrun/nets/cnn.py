@@ -23,11 +23,16 @@ class CNNConfig:
 
 
 class NatureCNN(nn.Module):
-    def __init__(self, observation_shape: tuple[int, ...], cfg: CNNConfig):
+    def __init__(self, observation_shape: tuple[int, ...], cfg: CNNConfig, what: str = "network=cnn"):
         super().__init__()
         if len(observation_shape) != 3:
-            raise ConfigError(f"network=cnn needs image observations (channels, height, width); got shape "
+            raise ConfigError(f"{what} needs image observations (channels, height, width); got shape "
                              f"{observation_shape}: use network=mlp for vector observations")
+        if min(observation_shape[1:]) < 36:
+            # 8x8 stride 4, 4x4 stride 2, 3x3 stride 1 leave nothing of a smaller frame.
+            raise ConfigError(f"{what}: the Nature CNN needs frames of at least 36x36 pixels (got "
+                              f"{observation_shape[1]}x{observation_shape[2]}); resize them, e.g. with "
+                              "env.wrappers=[{_target_: gymnasium.wrappers.ResizeObservation, shape: [84, 84]}]")
         channels = observation_shape[0]
         self.convs = nn.Sequential(
             nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(),

@@ -21,7 +21,7 @@ from torch import nn
 from rlrun.config import ConfigError
 from rlrun.nets.actor_critic import ActorCritic
 from rlrun.nets.cnn import CNNConfig, NatureCNN
-from rlrun.nets.distributions import Categorical, distribution_for
+from rlrun.nets.distributions import DiagGaussian, distribution_for
 from rlrun.nets.flat import flatten_parameters
 from rlrun.nets.mlp import linear
 
@@ -32,12 +32,13 @@ class CNNActorCritic(ActorCritic):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, cfg: CNNConfig):
         nn.Module.__init__(self)  # not ActorCritic's: it builds two MLPs
         self.dist = distribution_for(action_space)
-        if not isinstance(self.dist, Categorical):
-            raise ConfigError(f"network=cnn has a categorical policy head for discrete actions (got {action_space})")
+        if isinstance(self.dist, DiagGaussian):
+            raise ConfigError(f"network=cnn has a policy head for discrete actions (Discrete, MultiDiscrete, "
+                              f"MultiBinary); got {action_space}")
         torso = NatureCNN(observation_space.shape, cfg)
         # The torso is one module held by both Sequentials: parameters() counts it once (and so does the
         # flat buffer); a checkpoint names it twice (actor.0, critic.0) but torch.save writes it once.
-        self.actor = nn.Sequential(torso, linear(cfg.features_dim, self.dist.n, 0.01, cfg.ortho_init))
+        self.actor = nn.Sequential(torso, linear(cfg.features_dim, self.dist.num_params, 0.01, cfg.ortho_init))
         self.critic = nn.Sequential(torso, linear(cfg.features_dim, 1, 1.0, cfg.ortho_init))
         self.log_std = None
         self.shared_torso = True
@@ -73,7 +74,7 @@ class TorchActorCritic:
     def dist_params_and_value(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # One transfer in (the observations as they are: uint8 pixels, 4x fewer bytes than float32) and
         # one out (parameters and values side by side).
-        params, values = self.net(torch.from_numpy(obs).to(self.device))
+        params, values = self.net(to_tensor(obs, self.device))
         out = torch.cat([params, values[:, None]], 1).cpu().numpy()
         return out[:, :-1], out[:, -1]
 
@@ -82,3 +83,10 @@ class TorchActorCritic:
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         return self.dist_params_and_value(obs)[1]
+
+
+def to_tensor(obs: np.ndarray | dict[str, np.ndarray], device: torch.device) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Numpy observations (a dict of arrays for Dict spaces) as tensors on `device`, dtypes kept."""
+    if isinstance(obs, dict):
+        return {key: torch.from_numpy(value).to(device) for key, value in obs.items()}
+    return torch.from_numpy(obs).to(device)

@@ -152,9 +152,22 @@ class Categorical:
         return (log_p.exp() * (log_p - log_q)).sum(-1)
 
 
-def distribution_for(action_space: gym.Space) -> DiagGaussian | Categorical:
+def distribution_for(action_space: gym.Space):
+    """The policy distribution for an action space: Categorical, DiagGaussian, or (rlrun.nets.
+    discrete_distributions) MultiCategorical or Bernoulli."""
+    from rlrun.config import ConfigError
+    from rlrun.nets.discrete_distributions import Bernoulli, MultiCategorical
+
     if isinstance(action_space, gym.spaces.Discrete):
         return Categorical(int(action_space.n))
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         return DiagGaussian(action_space.shape[0])
-    raise ValueError(f"no policy distribution for action space {action_space}")
+    if isinstance(action_space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)) and len(action_space.shape) != 1:
+        raise ConfigError(f"action space {action_space}: rlrun's policies take {type(action_space).__name__} "
+                          f"actions of one dimension (got shape {action_space.shape}); reshape them in a wrapper")
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        return MultiCategorical(action_space.nvec.tolist())
+    if isinstance(action_space, gym.spaces.MultiBinary):
+        return Bernoulli(int(action_space.shape[0]))
+    raise ConfigError(f"no policy distribution for action space {action_space}: rlrun's policies act in Discrete, "
+                      "MultiDiscrete, MultiBinary and one-dimensional Box spaces")

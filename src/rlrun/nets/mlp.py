@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
-from rlrun.config import ConfigError, from_config, one_of, rule
+from rlrun.config import POSITIVE, ConfigError, from_config, one_of, rule
 from rlrun.nets.cnn import CNNConfig
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
@@ -22,6 +22,9 @@ class MLPConfig:
     # DDPG's batch normalisation (Lillicrap et al. 2015): on the input and every hidden layer. Off by
     # default; the numpy acting copies of the on-policy algorithms do not support it.
     batch_norm: bool = False
+    # Dict observations (rlrun.nets.dict_actor_critic): features of the Nature CNN that encodes each
+    # image key (SB3's CombinedExtractor: 256). A default, so network files without the key stay valid.
+    image_features_dim: int = field(default=256, metadata={"rule": POSITIVE})
 
 
 NETWORK_TYPES = ("mlp", "cnn")
