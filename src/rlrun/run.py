@@ -331,6 +331,9 @@ def applied_tuned_file(hydra_cfg) -> str | None:
     return None
 
 
+SDE_ALGORITHMS = ("ppo", "ppo_kl", "a2c", "trpo")  # the on-policy algorithms with gSDE (algo.use_sde)
+
+
 def check_config(cfg: DictConfig, algo_name: str, env_name: str):
     """Every check of the user's input that needs no file of the run directory."""
     unknown = [key for key in cfg if key not in (*GROUP_KEYS, *RUN_KEYS)]
@@ -343,9 +346,12 @@ def check_config(cfg: DictConfig, algo_name: str, env_name: str):
     hw = hardware.resolve(cfg.hardware)
     log_cfg = logger_config(cfg.logger)
     algo_cls = get_class(cfg.algo._target_)
-    algo_cfg = algo_cls.parse_config({k: v for k, v in cfg.algo.items() if k != "_target_"})
     _, action_space = spaces_of(env_cfg)
     kind = action_space_kind(action_space)
+    if cfg.algo.get("use_sde") is True and not (algo_name in SDE_ALGORITHMS and kind == "continuous"):
+        raise ConfigError(f"algo.use_sde=true: gSDE explores continuous actions of {', '.join(SDE_ALGORITHMS)} "
+                          f"(got algo={algo_name}, {env_name}'s {kind} actions); drop algo.use_sde")
+    algo_cfg = algo_cls.parse_config({k: v for k, v in cfg.algo.items() if k != "_target_"})
     if kind not in algo_cls.action_spaces:
         raise ConfigError(f"algo={algo_name} cannot act in {env_name}'s {kind} action space; "
                           f"algorithms for {kind} actions: {', '.join(algorithms_for(kind))}")
