@@ -47,8 +47,10 @@ class ActorCritic(nn.Module):
         self.critic = mlp(obs_dim, cfg, 1, out_gain=1.0)
         # State-independent log standard deviation, learned (PPO paper, section 6.1); with gSDE, log sigma
         # of the exploration matrix's entries (network.log_std_init sets both, as SB3's log_std_init).
-        log_std_shape = (self.dist.feature_dim, self.dist.action_dim) if use_sde else (self.dist.action_dim,)
-        self.log_std = nn.Parameter(torch.full(log_std_shape, cfg.log_std_init)) if gaussian else None
+        self.log_std = None
+        if gaussian:
+            shape = (self.dist.feature_dim, self.dist.action_dim) if use_sde else (self.dist.action_dim,)
+            self.log_std = nn.Parameter(torch.full(shape, cfg.log_std_init))
 
     @property
     def use_sde(self) -> bool:
