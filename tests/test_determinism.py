@@ -16,8 +16,9 @@ def test_same_seed_gives_identical_metrics(rlrun, tmp_path):
     runs = []
     for name in ("a", "b"):
         run_dir = tmp_path / name
+        # 4 envs x 512 steps: two iterations, two metrics rows (conf/tuned/ppo_Pendulum.yaml's are 4 x 1024).
         result = rlrun("env=Pendulum", "seed=7", "total_steps=4096", "eval.every_steps=2048", "eval.episodes=2",
-                       "logger=csv", "hardware=cpu", cwd=tmp_path, run_dir=run_dir)
+                       "algo.num_steps=512", "logger=csv", "hardware=cpu", cwd=tmp_path, run_dir=run_dir)
         assert result.returncode == 0, result.describe()
         runs.append(run_dir)
     first, second = (metrics_without_timing(run / "metrics.csv") for run in runs)

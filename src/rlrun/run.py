@@ -39,7 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlrun import checkpoint, cluster, hardware
 from rlrun.config import NON_NEGATIVE, POSITIVE, ConfigError, from_config, rule
 from rlrun.envs import VecEnv, env_config, spaces_of
-from rlrun.envs.spaces import check_spaces
+from rlrun.envs.spaces import action_space_kind, check_spaces
 from rlrun.logging import Logger, logger_config, new_run_id
 from rlrun.nets import network_config
 from rlrun.resources import CONF_DIR
@@ -367,6 +367,9 @@ def warn_if_no_update(algo_cfg, total_steps: int) -> None:
                     f"{rollout:,}", f"{total_steps:,}", f"{rollout:,}")
 
 
+SDE_ALGORITHMS = ("ppo", "ppo_kl", "a2c", "trpo")  # the on-policy algorithms with gSDE (algo.use_sde)
+
+
 def check_config(cfg: DictConfig, algo_name: str, env_name: str):
     """Every check of the user's input that needs no file of the run directory."""
     unknown = [key for key in cfg if key not in (*GROUP_KEYS, *RUN_KEYS)]
@@ -380,8 +383,12 @@ def check_config(cfg: DictConfig, algo_name: str, env_name: str):
     hw = hardware.resolve(cfg.hardware)
     log_cfg = logger_config(cfg.logger)
     algo_cls = get_class(cfg.algo._target_)
-    algo_cfg = algo_cls.parse_config({k: v for k, v in cfg.algo.items() if k != "_target_"})
     observation_space, action_space = spaces_of(env_cfg)
+    kind = action_space_kind(action_space)
+    if cfg.algo.get("use_sde") is True and not (algo_name in SDE_ALGORITHMS and kind == "continuous"):
+        raise ConfigError(f"algo.use_sde=true: gSDE explores continuous actions of {', '.join(SDE_ALGORITHMS)} "
+                          f"(got algo={algo_name}, {env_name}'s {kind} actions); drop algo.use_sde")
+    algo_cfg = algo_cls.parse_config({k: v for k, v in cfg.algo.items() if k != "_target_"})
     check_spaces(algo_cls, algo_name, env_name, observation_space, action_space, algorithms_for)
     return settings, env_cfg, net_cfg, hw, log_cfg, algo_cls, algo_cfg
 

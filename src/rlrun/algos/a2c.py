@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlrun.algos.onpolicy import act, build_networks, collect_rollout, dist_params_and_value, make_buffer
+from rlrun.algos.onpolicy import SDESettings, act, build_networks, collect_rollout, dist_params_and_value, make_buffer
 from rlrun.algos.ppo import explained_variance
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, one_of, rule
 from rlrun.envs import VecEnv
@@ -33,7 +33,7 @@ from rlrun.optim import Adam, RMSprop
 
 
 @dataclass
-class A2CConfig:
+class A2CConfig(SDESettings):
     num_envs: int = rule(POSITIVE)
     num_steps: int = rule(POSITIVE)
     learning_rate: float = rule(POSITIVE)
@@ -102,7 +102,7 @@ class A2C:
         torch.manual_seed(seed)
         # Separate MLPs are evaluated as one (rlrun.nets.merged), as in PPO; a shared torso runs once; a
         # CNN (always one torso) learns and acts in torch (rlrun.algos.onpolicy.build_networks).
-        self.networks = build_networks(env, network, self.device, cfg.shared_torso)
+        self.networks = build_networks(env, network, self.device, cfg.shared_torso, sde=cfg)
         self.net, self.merged, self.acting_net = self.networks.net, self.networks.forward, self.networks.acting
         self.flat_params = self.networks.flat
         self.optimizer = make_optimizer(cfg.optimizer, self.flat_params, cfg.learning_rate, cfg.rmsprop_alpha,

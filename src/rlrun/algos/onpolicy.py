@@ -5,7 +5,7 @@ a rollout, acting, and an optional torso shared between actor and critic.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import gymnasium as gym
@@ -22,6 +22,18 @@ from rlrun.nets.dict_actor_critic import DictActorCritic
 from rlrun.nets.flat import flatten_parameters
 from rlrun.nets.merged import MergedActorCritic
 from rlrun.nets.mlp import linear
+
+
+@dataclass(kw_only=True)  # keyword-only: the algorithms' configs subclass it, their own fields first
+class SDESettings:
+    """gSDE, generalized state-dependent exploration (rlrun.nets.distributions.StateDependentGaussian):
+    the keys that PPO's, A2C's and TRPO's configs share, with defaults so that configs saved before
+    they existed still load."""
+
+    use_sde: bool = False  # explore with phi(s)^T theta_eps instead of independent Gaussian noise per step
+    sde_sample_freq: int = field(default=-1, metadata={"rule": ("-1 (once per rollout) or > 0",
+                                                                lambda v: v == -1 or v > 0)})
+    sde_use_expln: bool = False  # sigma = expln(log sigma) instead of exp(log sigma)
 
 
 @dataclass
@@ -44,7 +56,7 @@ class ActorCriticNetworks:
 
 
 def build_networks(env: VecEnv, network: MLPConfig | CNNConfig, device: torch.device,
-                   shared_torso: bool = False) -> ActorCriticNetworks:
+                   shared_torso: bool = False, sde: SDESettings | None = None) -> ActorCriticNetworks:
     """The actor-critic that `network` names, on `device`: the one place where an on-policy algorithm
     picks the network by type.
 
@@ -52,20 +64,22 @@ def build_networks(env: VecEnv, network: MLPConfig | CNNConfig, device: torch.de
     by per-op overhead), or with `shared_torso` the modules themselves; acting in numpy on the CPU
     (NumpyActorCritic: a torch forward on a few rows costs more in dispatch than in arithmetic).
     CNN: the Nature CNN shared by both heads (rlrun.nets.cnn_actor_critic), learning and acting in torch
-    on `device`.
+    on `device`. `sde`: gSDE exploration (Box actions, MLP only).
     """
     if isinstance(env.observation_space, gym.spaces.Dict):
         # One encoder per key, concatenated (rlrun.nets.dict_actor_critic), learning and acting in torch.
         torch_net = TorchActorCritic(DictActorCritic(env.observation_space, env.action_space, network).to(device))
         return ActorCriticNetworks(torch_net.net, torch_net, torch_net.flat, torch_net, "module")
     if isinstance(network, CNNConfig):
+        if sde is not None and sde.use_sde:
+            raise ConfigError("algo.use_sde=true: gSDE is implemented for network=mlp; set algo.use_sde=false")
         shape = env.observation_space.shape
         if len(shape) != 3:
             raise ConfigError(f"network=cnn takes image observations (channels, height, width); {env.cfg.id}'s "
                               f"have shape {shape}: use network=mlp")
         torch_net = TorchActorCritic(CNNActorCritic(env.observation_space, env.action_space, network).to(device))
         return ActorCriticNetworks(torch_net.net, torch_net, torch_net.flat, torch_net, "module")
-    net = build_actor_critic(env, network, shared_torso).to(device)
+    net = build_actor_critic(env, network, shared_torso, sde).to(device)
     if shared_torso:
         flat = flatten_parameters(net)
         return ActorCriticNetworks(net, partial(dist_params_and_value, net), flat, NumpyActorCritic(net), "module")
@@ -82,13 +96,24 @@ def collect_rollout(env: VecEnv, buffer: RolloutBuffer, acting_net: NumpyActorCr
     are computed once for the whole rollout. With `clip_reward` the buffer holds sign(r) (Mnih et al.
     2015's reward clipping, which PPO's and A3C's Atari results use too); the env still counts the
     game's score. `buffer.finish*` is left to the caller (GAE or n-step returns).
+
+    With gSDE the noise is phi(s)^T theta_eps (rlrun.nets.distributions.StateDependentGaussian): one
+    matrix theta_eps per env, drawn at the rollout's first step and every `dist.sample_freq` steps
+    after it if that is > 0 (SB3's sde_sample_freq).
     """
     dist = acting_net.net.dist
-    noise = dist.noise(buffer.log_probs.shape, generator)
+    gsde = getattr(acting_net.net, "use_sde", False)  # CNN and Dict networks have no gSDE
+    noise = None if gsde else dist.noise(buffer.log_probs.shape, generator)
     buffer.next_values[:] = 0.0  # V(final observation) is filled in below where an episode is truncated
     for t in range(buffer.values.shape[0]):
-        params, value = acting_net.dist_params_and_value(next_obs)
-        action = dist.sample_from_noise(params, noise[t])
+        if gsde:
+            if t == 0 or (dist.sample_freq > 0 and t % dist.sample_freq == 0):
+                matrices = acting_net.exploration_matrices(env.num_envs, generator)
+            params, value, features = acting_net.dist_params_value_features(next_obs)
+            action = dist.sample_from_features(params, features, matrices)
+        else:
+            params, value = acting_net.dist_params_and_value(next_obs)
+            action = dist.sample_from_noise(params, noise[t])
         spaces.set_row(buffer.obs, t, next_obs)
         buffer.actions[t] = action
         buffer.dist_params[t] = params
@@ -123,10 +148,13 @@ def make_buffer(env: VecEnv, num_steps: int, num_envs: int, net: ActorCritic) ->
                          net.dist.num_params, obs_dtype=obs_dtype)
 
 
-def build_actor_critic(env: VecEnv, network: MLPConfig, shared_torso: bool) -> ActorCritic:
+def build_actor_critic(env: VecEnv, network: MLPConfig, shared_torso: bool,
+                       sde: SDESettings | None = None) -> ActorCritic:
     """ActorCritic with separate torsos, or with the critic's hidden layers those of the actor (Mnih
     et al. 2016 share all but the output layers: one softmax and one linear value output)."""
-    net = ActorCritic(env.observation_space, env.action_space, network)
+    sde = sde or SDESettings()
+    net = ActorCritic(env.observation_space, env.action_space, network, sde.use_sde, sde.sde_sample_freq,
+                      sde.sde_use_expln)
     if shared_torso:
         torso = net.actor[:-1]
         # Assigned as a child module, and the critic reuses the same layer objects: one set of
@@ -143,9 +171,7 @@ def dist_params_and_value(net: ActorCritic, obs: torch.Tensor) -> tuple[torch.Te
     features = obs
     for layer in net.actor[:-1]:
         features = layer(features)
-    out = net.actor[-1](features)
-    params = out if net.log_std is None else torch.cat([out, net.log_std.expand_as(out)], -1)
-    return params, net.critic[-1](features).squeeze(-1)
+    return net.head_params(net.actor[-1](features), features), net.critic[-1](features).squeeze(-1)
 
 
 @torch.inference_mode()

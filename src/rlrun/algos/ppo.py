@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from rlrun.algos.onpolicy import build_networks, collect_rollout, make_buffer
+from rlrun.algos.onpolicy import SDESettings, build_networks, collect_rollout, make_buffer
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, one_of, rule
 from rlrun.data.rollout import minibatches
 from rlrun.envs import VecEnv
@@ -32,7 +32,7 @@ from rlrun.optim import Adam
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(SDESettings):
     objective: str = rule(one_of("clip", "kl_penalty"))
     num_envs: int = rule(POSITIVE)
     num_steps: int = rule(POSITIVE)
@@ -145,7 +145,7 @@ class PPO:
         # the CPU with a copy of the learner's parameters refreshed after each update (a CUDA learner sends
         # them once per update, not a tensor per step). A CNN: one torso for both heads, acting in torch
         # on the learner's device. Either way the parameters are one flat buffer.
-        self.networks = build_networks(env, network, device)
+        self.networks = build_networks(env, network, device, sde=cfg)
         self.net, self.merged, self.acting_net = self.networks.net, self.networks.forward, self.networks.acting
         self.flat_params = self.networks.flat
         self.optimizer = Adam(self.flat_params, lr=cfg.learning_rate, eps=cfg.adam_eps)  # torch's fused Adam

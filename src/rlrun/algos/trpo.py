@@ -22,19 +22,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlrun.algos.onpolicy import act, collect_rollout, make_buffer
+from rlrun.algos.onpolicy import SDESettings, act, build_actor_critic, collect_rollout, make_buffer
 from rlrun.algos.ppo import explained_variance, value_loss
 from rlrun.config import POSITIVE, UNIT_INTERVAL, from_config, rule
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
-from rlrun.nets import ActorCritic, MLPConfig, NumpyActorCritic
+from rlrun.nets import MLPConfig, NumpyActorCritic
 from rlrun.nets.distributions import Categorical, DiagGaussian
 from rlrun.nets.flat import flatten_parameters
 from rlrun.optim import Adam
 
 
 @dataclass
-class TRPOConfig:
+class TRPOConfig(SDESettings):
     num_envs: int = rule(POSITIVE)
     num_steps: int = rule(POSITIVE)
     gamma: float = rule(UNIT_INTERVAL)
@@ -121,7 +121,7 @@ class TRPO:
         self.env = env
         self.device = hardware.device
         torch.manual_seed(seed)
-        self.net = ActorCritic(env.observation_space, env.action_space, network).to(self.device)
+        self.net = build_actor_critic(env, network, shared_torso=False, sde=cfg).to(self.device)
         self.dist = self.net.dist
         # theta: the policy's parameters, stepped by hand; the critic's are flat, fitted by fused Adam.
         self.policy_params = list(self.net.actor.parameters()) + ([self.net.log_std] if self.net.log_std is not None

@@ -101,6 +101,72 @@ class _GaussianLogProb(torch.autograd.Function):
         return torch.cat([grad_mean, grad * (z.square() - 1)], -1), -grad_mean if ctx.needs_input_grad[1] else None
 
 
+class StateDependentGaussian(DiagGaussian):
+    """Generalized State-Dependent Exploration, gSDE (Raffin, Kober & Stulp 2021, "Smooth Exploration
+    for Robotic Reinforcement Learning", section 3).
+
+    The exploration noise is a linear function of the policy's features phi(s) (its last hidden layer):
+
+        a = mu(s) + eps(s),   eps(s) = phi(s)^T theta_eps,   theta_eps[j, i] ~ N(0, sigma_ji^2),
+
+    with theta_eps (feature_dim x action_dim) held fixed between resamplings (`sample_freq`): for a
+    fixed matrix the action is a deterministic function of the state, so exploration is smooth in
+    time instead of white noise per step. At a state, a is Gaussian with independent dimensions and
+
+        Var[a_i | s] = sum_j phi_j(s)^2 sigma_ji^2      (+ 1e-6, as SB3, which keeps log std finite at phi = 0),
+
+    so the distribution's parameters per state are DiagGaussian's, [mu(s), log std_i(s)], and its
+    log-probability, entropy, mode and KL are DiagGaussian's. The learned parameter is log sigma, one per
+    (feature, action) entry (SB3's full_std); sigma = exp(log sigma), or with `use_expln` SB3's expln
+    (exp below 0, log1p(x) + 1 above: sigma stays positive and grows slowly). phi is detached in the
+    variance (SB3's learn_features=False): the noise scale is learned through sigma alone.
+    """
+
+    EPSILON = 1e-6
+
+    def __init__(self, action_dim: int, feature_dim: int, sample_freq: int = -1, use_expln: bool = False):
+        super().__init__(action_dim)
+        self.feature_dim = feature_dim
+        self.sample_freq = sample_freq  # -1: one matrix per rollout; n > 0: a new one every n steps
+        self.use_expln = use_expln
+
+    def weight_std(self, log_sigma: torch.Tensor) -> torch.Tensor:
+        """sigma (feature_dim, action_dim), the standard deviation of each entry of theta_eps."""
+        if not self.use_expln:
+            return log_sigma.exp()
+        # Each branch on its own side of 0 only, so that neither overflows nor takes log1p of < -1.
+        return torch.where(log_sigma <= 0, log_sigma.clamp(max=0).exp(), torch.log1p(log_sigma.clamp(min=0)) + 1)
+
+    def state_log_std(self, features: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+        """log std_i(s) = 1/2 log(sum_j phi_j(s)^2 sigma_ji^2 + eps), for features (B, feature_dim)."""
+        variance = features.square() @ self.weight_std(log_sigma).square()
+        return 0.5 * torch.log(variance + self.EPSILON)
+
+    def params(self, mean: torch.Tensor, features: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+        """[mu(s), log std(s)]: the Gaussian the action has at s, with the features detached."""
+        return torch.cat([mean, self.state_log_std(features.detach(), log_sigma)], -1)
+
+    # Acting, in numpy: exploration matrices from the torch generator (one RNG state covers the run).
+
+    def exploration_matrices(self, sigma: np.ndarray, count: int, generator: torch.Generator) -> np.ndarray:
+        """`count` matrices theta_eps (count, feature_dim, action_dim), entries ~ N(0, sigma^2): one per env."""
+        return sigma * torch.randn((count, self.feature_dim, self.action_dim), generator=generator).numpy()
+
+    def sample_from_features(self, params: np.ndarray, features: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+        """a = mu(s) + phi(s)^T theta_eps, each env's row with its own matrix."""
+        return params[..., : self.action_dim] + np.einsum("bf,bfa->ba", features, matrices)
+
+    def log_prob_from_noise(self, params: np.ndarray, actions: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
+        """log N(a; mu(s), std(s)^2) of actions from `sample_from_features` (no noise array: z from a)."""
+        log_std = params[..., self.action_dim :]
+        z = (actions - params[..., : self.action_dim]) * np.exp(-log_std)
+        log_prob = (-0.5 * np.square(z) - log_std).sum(-1) - 0.5 * LOG_2PI * self.action_dim
+        return log_prob.astype(np.float32)
+
+    # act() and sample() (evaluation with deterministic=False) are DiagGaussian's: a draw from the
+    # Gaussian at s, the same law as phi(s)^T theta_eps with a fresh matrix.
+
+
 class Categorical:
     """Softmax over `n` actions; parameters are the logits."""
 

@@ -120,7 +120,10 @@ class MergedActorCritic:
         (actor_weight_t, actor_bias), (critic_weight_t, critic_bias) = self.heads_t
         out = torch.addmm(actor_bias, x[0], actor_weight_t)
         values = torch.addmm(critic_bias, x[1], critic_weight_t)[:, 0]
-        params = out if self.log_std is None else torch.cat([out, self.log_std.expand_as(out)], -1)
+        if self.net.use_sde:  # gSDE: the log std of each state from its features (actor's last hidden layer)
+            params = self.net.dist.params(out, x[0], self.log_std)
+        else:
+            params = out if self.log_std is None else torch.cat([out, self.log_std.expand_as(out)], -1)
         return params, values, hidden
 
     def backward(self, obs: torch.Tensor, hidden: list[torch.Tensor], grad_params: torch.Tensor,
@@ -129,7 +132,17 @@ class MergedActorCritic:
         (actor_weight, _), (critic_weight, _) = self.heads
         (grad_actor_weight, grad_actor_bias), (grad_critic_weight, grad_critic_bias) = self.grad_heads
         grad_out = grad_params
-        if self.log_std is not None:
+        if self.net.use_sde:
+            # gSDE's log sigma: through 1/2 log(phi^2 sigma^2 + eps) by autograd, with phi a constant
+            # (detached, as in the forward). A few small ops; the layers' chain rule stays written out.
+            action_dim = self.net.dist.action_dim
+            grad_out = grad_params[:, :action_dim]
+            with torch.enable_grad():
+                log_sigma = self.log_std.detach().requires_grad_()
+                log_std = self.net.dist.state_log_std(hidden[-1][0], log_sigma)
+                (grad_log_sigma,) = torch.autograd.grad(log_std, log_sigma, grad_params[:, action_dim:])
+            self.grad_log_std.copy_(grad_log_sigma)
+        elif self.log_std is not None:
             # The state-independent log std is broadcast over the batch: its gradient sums over it.
             grad_out = grad_params[:, : self.log_std.shape[0]]
             torch.sum(grad_params[:, self.log_std.shape[0] :], 0, out=self.grad_log_std)
