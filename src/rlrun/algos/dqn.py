@@ -57,6 +57,7 @@ class DQNConfig:
     gradient_steps: int = rule(POSITIVE)
     steps_per_iteration: int = rule(POSITIVE)
     learning_rate: float = rule(POSITIVE)
+    anneal_lr: bool
     adam_eps: float = rule(POSITIVE)
     gamma: float = rule(UNIT_INTERVAL)
     target_update_interval: int = rule(POSITIVE)
@@ -159,6 +160,13 @@ class DQN(OffPolicy):
         return linear_schedule(cfg.exploration_initial_eps, cfg.exploration_final_eps,
                                cfg.exploration_fraction * self.total_steps, self.global_step)
 
+    def learning_rate(self) -> float:
+        """The step size now: learning_rate, or with anneal_lr, learning_rate linearly to 0 at total_steps
+        (SB3's linear schedule: lr times the fraction of the run remaining, constant within a phase)."""
+        if not self.cfg.anneal_lr:
+            return self.cfg.learning_rate
+        return linear_schedule(self.cfg.learning_rate, 0.0, self.total_steps, self.global_step)
+
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """Q(s, .) of the online network for a batch of observations, as numpy."""
         if self.numpy_q is None:
@@ -167,7 +175,6 @@ class DQN(OffPolicy):
         if not self.numpy_q.live and self.acting_version != self.gradient_updates:
             self.numpy_q.refresh()  # a learner on another device: copy its weights, once per update
             self.acting_version = self.gradient_updates
-        self.epsilon_at: tuple[int, torch.Tensor] = (-1, torch.tensor(0.0))  # (global_step, epsilon there)
         return self.numpy_q(obs)
 
     def epsilon_greedy(self, obs: np.ndarray, epsilon: float, generator: torch.Generator,
@@ -218,6 +225,8 @@ class DQN(OffPolicy):
         # one update per 4 steps); checked before the update, as SB3 does after each env step.
         if self.global_step - self.target_updated_at >= cfg.target_update_interval:
             self.update_target()
+        if cfg.anneal_lr:
+            self.optimizer.param_groups[0]["lr"] = self.learning_rate()
         rewards = batch["rewards"].sign() if cfg.clip_reward else batch["rewards"]
         with torch.no_grad():
             next_obs = batch["next_obs"]
