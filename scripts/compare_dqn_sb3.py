@@ -189,7 +189,8 @@ def lockstep(args) -> None:
     def gap() -> float:
         return max(float((p - q).abs().max()) for p, q in zip(sb3_params, rl_params, strict=True))
 
-    state = {"phase": 0, "batches": [], "sb3_step": 0, "rl_copied_at": 0, "sb3_copied_at": 0, "worst": 0.0}
+    state = {"phase": 0, "batches": [], "sb3_step": 0, "rl_copied_at": 0, "sb3_copied_at": 0, "worst": 0.0,
+             "first_phases": []}
     train_step, update_target = rl.train_step, rl.update_target
 
     def sb3_env_steps_until(step: int) -> None:
@@ -204,8 +205,8 @@ def lockstep(args) -> None:
         if not torch.equal(polyak, sb3.q_net_target.state_dict()["q_net.0.weight"]):
             state["sb3_copied_at"] = sb3._n_updates
 
-    def recording_update_target() -> None:
-        update_target()
+    def recording_update_target(*args) -> None:
+        update_target(*args)
         state["rl_copied_at"] = rl.gradient_updates
 
     print(f"{'phase':>5} {'step':>7} {'eps rlrun':>9} {'eps SB3':>9} {'lr rlrun':>9} {'lr SB3':>9} "
@@ -236,6 +237,7 @@ def lockstep(args) -> None:
         out = train_step(batch)  # copies the target first where due
         state["batches"].append(batch)
         if len(state["batches"]) == algo_cfg.gradient_steps:  # the phase is over: SB3 does it too
+            state["first_phases"].append(rl.global_step)
             if args.resync and rl.gradient_updates > algo_cfg.gradient_steps:
                 load_into_sb3(state["before"])
             sb3_env_steps_until(rl.global_step)
@@ -258,6 +260,14 @@ def lockstep(args) -> None:
     for metrics in rl.learn():
         if metrics["global_step"] >= steps:
             break
+    # When each library starts learning (learning_starts) and how often (train_freq): SB3 on its own,
+    # its train() calls recorded for the first few phases.
+    probe = sb3_dqn(cfg, seed, steps)
+    calls: list[int] = []
+    train = probe.train
+    probe.train = lambda *a, **k: calls.append(probe.num_timesteps) or train(*a, **k)
+    probe.learn(algo_cfg.learning_starts + 3 * algo_cfg.train_frequency)
+    print(f"SB3's first learning phases at env steps {calls[:3]}; rlrun's at {state['first_phases'][:3]}")
     print(f"largest parameter gap over {state['phase']} phases ({rl.gradient_updates} updates): {state['worst']:.2e}")
 
 

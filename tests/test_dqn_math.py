@@ -334,3 +334,26 @@ def test_dqn_keeps_torchs_default_layer_init_as_sb3s_q_network():
     assert first.weight.abs().max() <= 0.5 and first.bias.abs().max() <= 0.5
     assert first.weight.std().item() == pytest.approx(0.5 / np.sqrt(3), rel=0.1)
     assert (first.bias != 0).all()
+
+
+def test_target_moves_as_sb3s_does_once_per_multiple_of_c_env_steps_between_phases():
+    # SB3 updates the target after every env step that is a multiple of C = 10. Between a learning phase
+    # at step 1,024 and the next at 1,280 that is 1,030, 1,040, ..., 1,280: 26 Polyak steps of tau = 0.25
+    # towards the same online theta (it does not change between phases), i.e. theta^- <- theta +
+    # 0.75^26 (theta^- - theta). With tau = 1, one copy.
+    algo = make_dqn(tau=0.25, target_update_interval=10)
+    batch = {"obs": torch.randn(8, 4), "actions": torch.randint(2, (8,)), "rewards": torch.ones(8),
+             "next_obs": torch.randn(8, 4), "terminated": torch.zeros(8)}
+    algo.global_step = 1024
+    algo.train_step(batch)
+    assert algo.target_updated_at == 1024
+    algo.global_step = 1280
+    assert algo.target_updates_due() == 26
+    target, online = algo.target_params.clone(), algo.flat_params.detach().clone()
+    algo.train_step(batch)
+    torch.testing.assert_close(algo.target_params, online + 0.75**26 * (target - online))
+    assert algo.target_updates_due() == 0  # the phase's later updates move nothing
+    algo.global_step = 1289
+    assert algo.target_updates_due() == 0  # 1,290 not reached
+    algo.global_step = 1290
+    assert algo.target_updates_due() == 1
