@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from helpers import CPU, load_conf
+from helpers import CONF, CPU, load_conf
 
 from rlrun.algos.dqn import DQN, linear_schedule, q_loss, td_target
 from rlrun.config import ConfigError
@@ -289,3 +289,71 @@ def test_dqn_learning_phases_drawn_at_once_train_as_drawn_one_by_one():
     torch.testing.assert_close(fast.target_params, slow.target_params, rtol=0, atol=0)
     assert torch.equal(fast.generator.get_state(), slow.generator.get_state())
     assert fast_metrics == slow_metrics
+
+
+# --- issue 16: the learning rate's schedule and the Q network's initialisation, as SB3's ------------------
+
+
+def test_annealed_learning_rate_falls_linearly_to_zero_at_total_steps_and_drives_adam():
+    # learning_rate 1e-3 over total_steps 10,000: at step 2,500 three quarters remain, 7.5e-4; at the
+    # end and beyond, 0. Without anneal_lr, the rate stays 1e-3.
+    algo = make_dqn(total_steps=10_000, learning_rate=1e-3, anneal_lr=True, max_grad_norm=None)
+    batch = {"obs": torch.randn(16, 4), "actions": torch.randint(2, (16,)), "rewards": torch.randn(16),
+             "next_obs": torch.randn(16, 4), "terminated": torch.zeros(16)}
+    algo.global_step = 2500
+    assert algo.learning_rate() == pytest.approx(7.5e-4)
+    before = algo.flat_params.detach().clone()
+    algo.train_step(batch)
+    assert algo.optimizer.param_groups[0]["lr"] == pytest.approx(7.5e-4)
+    # Adam's first step is lr * m_hat / (sqrt(v_hat) + eps) = lr * g / (|g| + eps): each parameter with a
+    # gradient moves by the rate, 7.5e-4 (those whose gradient is 0, e.g. behind a dead ReLU, stay).
+    moved = (algo.flat_params.detach() - before).abs()
+    assert moved.max().item() == pytest.approx(7.5e-4, rel=1e-4)
+    algo.global_step = 10_000
+    assert algo.learning_rate() == 0.0
+    algo.global_step = 12_000
+    assert algo.learning_rate() == 0.0
+    constant = make_dqn(total_steps=10_000, learning_rate=1e-3, anneal_lr=False)
+    constant.global_step = 2500
+    assert constant.learning_rate() == 1e-3
+
+
+def test_dqn_keeps_torchs_default_layer_init_as_sb3s_q_network():
+    # conf/algo/dqn.yaml sets network.ortho_init=false: nn.Linear's own init, weights and biases uniform
+    # on +-1/sqrt(fan_in). CartPole's first layer (fan_in 4): +-0.5, std 0.5/sqrt(3) = 0.289 (orthogonal
+    # init with gain sqrt(2) would give n x 4 weights of std sqrt(2/n), 0.088 for n = 256, and zero biases).
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["algo=dqn", "env=CartPole"])
+    assert cfg.network.ortho_init is False
+    algo = make_dqn()
+    net = QNetwork(algo.env.observation_space, algo.env.action_space, network_config(cfg.network), dueling=False)
+    first = net.torso[1]
+    assert first.weight.shape[1] == 4
+    assert first.weight.abs().max() <= 0.5 and first.bias.abs().max() <= 0.5
+    assert first.weight.std().item() == pytest.approx(0.5 / np.sqrt(3), rel=0.1)
+    assert (first.bias != 0).all()
+
+
+def test_target_moves_as_sb3s_does_once_per_multiple_of_c_env_steps_between_phases():
+    # SB3 updates the target after every env step that is a multiple of C = 10. Between a learning phase
+    # at step 1,024 and the next at 1,280 that is 1,030, 1,040, ..., 1,280: 26 Polyak steps of tau = 0.25
+    # towards the same online theta (it does not change between phases), i.e. theta^- <- theta +
+    # 0.75^26 (theta^- - theta). With tau = 1, one copy.
+    algo = make_dqn(tau=0.25, target_update_interval=10)
+    batch = {"obs": torch.randn(8, 4), "actions": torch.randint(2, (8,)), "rewards": torch.ones(8),
+             "next_obs": torch.randn(8, 4), "terminated": torch.zeros(8)}
+    algo.global_step = 1024
+    algo.train_step(batch)
+    assert algo.target_updated_at == 1024
+    algo.global_step = 1280
+    assert algo.target_updates_due() == 26
+    target, online = algo.target_params.clone(), algo.flat_params.detach().clone()
+    algo.train_step(batch)
+    torch.testing.assert_close(algo.target_params, online + 0.75**26 * (target - online))
+    assert algo.target_updates_due() == 0  # the phase's later updates move nothing
+    algo.global_step = 1289
+    assert algo.target_updates_due() == 0  # 1,290 not reached
+    algo.global_step = 1290
+    assert algo.target_updates_due() == 1

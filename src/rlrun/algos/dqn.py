@@ -57,6 +57,7 @@ class DQNConfig:
     gradient_steps: int = rule(POSITIVE)
     steps_per_iteration: int = rule(POSITIVE)
     learning_rate: float = rule(POSITIVE)
+    anneal_lr: bool
     adam_eps: float = rule(POSITIVE)
     gamma: float = rule(UNIT_INTERVAL)
     target_update_interval: int = rule(POSITIVE)
@@ -131,7 +132,7 @@ class DQN(OffPolicy):
         # rlrun.optim: torch's fused Adam kernel on the flat parameter, without Optimizer.step's per-call
         # bookkeeping (~50 us of a ~1 ms update) nor torch.optim's import of torch._dynamo.
         self.optimizer = Adam(self.flat_params, lr=cfg.learning_rate, eps=cfg.adam_eps)
-        self.target_updated_at = 0  # global_step of the last target update
+        self.target_updated_at = 0  # global_step of the last target update (see target_updates_due)
         # Acting on an MLP: numpy on views of the parameters (measured ~4x cheaper than a torch forward
         # on one observation; see NumpyQ). A CNN forward is real work, done in torch.
         self.numpy_q = NumpyQ(self.net) if isinstance(network, MLPConfig) else None
@@ -159,6 +160,13 @@ class DQN(OffPolicy):
         return linear_schedule(cfg.exploration_initial_eps, cfg.exploration_final_eps,
                                cfg.exploration_fraction * self.total_steps, self.global_step)
 
+    def learning_rate(self) -> float:
+        """The step size now: learning_rate, or with anneal_lr, learning_rate linearly to 0 at total_steps
+        (SB3's linear schedule: lr times the fraction of the run remaining, constant within a phase)."""
+        if not self.cfg.anneal_lr:
+            return self.cfg.learning_rate
+        return linear_schedule(self.cfg.learning_rate, 0.0, self.total_steps, self.global_step)
+
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """Q(s, .) of the online network for a batch of observations, as numpy."""
         if self.numpy_q is None:
@@ -167,7 +175,6 @@ class DQN(OffPolicy):
         if not self.numpy_q.live and self.acting_version != self.gradient_updates:
             self.numpy_q.refresh()  # a learner on another device: copy its weights, once per update
             self.acting_version = self.gradient_updates
-        self.epsilon_at: tuple[int, torch.Tensor] = (-1, torch.tensor(0.0))  # (global_step, epsilon there)
         return self.numpy_q(obs)
 
     def epsilon_greedy(self, obs: np.ndarray, epsilon: float, generator: torch.Generator,
@@ -204,20 +211,33 @@ class DQN(OffPolicy):
 
     # --- learning -------------------------------------------------------------------------------------
 
-    def update_target(self) -> None:
-        """theta^- <- theta (tau = 1, Mnih et al.), or theta^- <- tau theta + (1 - tau) theta^-."""
+    def update_target(self, times: int = 1) -> None:
+        """theta^- <- theta (tau = 1, Mnih et al.), or `times` Polyak steps theta^- <- tau theta + (1 - tau)
+        theta^- towards the same theta, in one: theta^- <- theta + (1 - tau)^times (theta^- - theta)."""
         if self.cfg.tau == 1.0:
             self.target_params.copy_(self.flat_params.detach())
         else:
-            self.target_params.lerp_(self.flat_params.detach(), self.cfg.tau)
+            self.target_params.lerp_(self.flat_params.detach(), 1.0 - (1.0 - self.cfg.tau) ** times)
         self.target_updated_at = self.global_step
+
+    def target_updates_due(self) -> int:
+        """How many target updates SB3's DQN makes between the last learning phase and this one: one at
+        each env step that is a multiple of C (`target_update_interval`). The online network does not
+        change between phases, so they all move the target towards the same theta."""
+        interval = self.cfg.target_update_interval
+        return self.global_step // interval - self.target_updated_at // interval
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         # C counts environment steps, as in SB3 and CleanRL (the paper's C = 10,000 counts updates, at
-        # one update per 4 steps); checked before the update, as SB3 does after each env step.
-        if self.global_step - self.target_updated_at >= cfg.target_update_interval:
-            self.update_target()
+        # one update per 4 steps). SB3 updates the target after each env step whose count is a multiple
+        # of C; here, before a learning phase's first update, all the updates due since the last phase
+        # (with tau < 1 and C < train_frequency, several Polyak steps: an earlier version made one).
+        due = self.target_updates_due()
+        if due > 0:
+            self.update_target(due)
+        if cfg.anneal_lr:
+            self.optimizer.param_groups[0]["lr"] = self.learning_rate()
         rewards = batch["rewards"].sign() if cfg.clip_reward else batch["rewards"]
         with torch.no_grad():
             next_obs = batch["next_obs"]
