@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -321,7 +322,10 @@ class Study:
         import optuna
         from optuna.trial import TrialState
 
-        trial = self.study.ask()
+        with warnings.catch_warnings():
+            # Optuna warns that its heartbeats need study.optimize(): rlrun beats itself (rlrun.tune_storage).
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            trial = self.study.ask()
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         # Two workers may ask for the last trial at once: the later number is surplus, not run, not counted.
         if counted(self.study.get_trials(deepcopy=False), below=trial.number) >= self.settings.n_trials:
