@@ -81,13 +81,14 @@ def files_holding(root: Path, secret: str) -> list[str]:
 def test_three_workers_on_three_hosts_one_killed_mid_trial_end_with_exactly_n_counted_trials(
         postgres, rlrun, tmp_path):
     """Worker A here, B under host name node-b (SIGKILLed once its trial has evaluated), C under node-c.
-    No survivor shares B's host, so only B's stopped heartbeat can free its trial."""
+    No survivor shares B's host, so only B's stopped heartbeat can free its trial. (grace_s leaves room for
+    a worker starved of CPU on a loaded machine: its beats must not look like a death.)"""
     from optuna.trial import TrialState
 
     n_trials, name = 5, "three_hosts"
     study_dir = tmp_path / "study"
     url, password = postgres["url"], postgres["password"]
-    args = [*STUDY, f"tune.n_trials={n_trials}", "tune.heartbeat_s=1", "tune.grace_s=5", f"tune.study_name={name}",
+    args = [*STUDY, f"tune.n_trials={n_trials}", "tune.heartbeat_s=1", "tune.grace_s=20", f"tune.study_name={name}",
             f"tune.dir={study_dir}"]
 
     def worker(host: str | None, storage_arg: str, log: str, **env) -> subprocess.Popen:
@@ -254,3 +255,34 @@ def test_optuna_dashboard_serves_a_journal_study(rlrun, tmp_path):
     assert f"optuna-dashboard {study_dir / 'study.journal'}" in proc.stdout
     (study,) = dashboard_studies(str(study_dir / "study.journal"), tmp_path)
     assert study["study_name"] == "ppo_CartPole" and study["directions"] == ["maximize"]
+
+
+def test_a_live_worker_whose_trial_was_taken_for_dead_gives_it_up_in_one_line(postgres, tmp_path, capsys):
+    """A worker starved of CPU (or cut off from the database) past tune.grace_s: another worker failed its
+    trial and queued it again. This worker, at its next report, gives the trial up and goes on."""
+    import threading
+
+    from optuna.trial import TrialState
+
+    from rlrun.tune import prepare
+
+    url = with_password(postgres["url"], postgres["password"])
+    study = prepare([*STUDY, "total_steps=8192", "tune.n_trials=1", f"tune.storage={url}", "tune.study_name=starved",
+                     f"tune.dir={tmp_path / 'study'}"])
+
+    def fail_it_once_it_has_evaluated():  # what another worker's recover() does to a trial it takes for dead
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            running = study.study.get_trials(states=(TrialState.RUNNING,))
+            if running and (tmp_path / "study" / "trials" / "trial0000_seed0" / "eval.csv").exists():
+                study.storage.optuna.set_trial_state_values(running[0]._trial_id, state=TrialState.FAIL)
+                return
+            time.sleep(0.1)
+
+    other = threading.Thread(target=fail_it_once_it_has_evaluated)
+    other.start()
+    study.run_trial()
+    other.join()
+    out = capsys.readouterr().out
+    assert "trial 0 given up: no heartbeat for tune.grace_s=300 s, so another worker queued it again" in out, out
+    assert study.study.trials[0].state == TrialState.FAIL

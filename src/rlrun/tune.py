@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -321,7 +322,10 @@ class Study:
         import optuna
         from optuna.trial import TrialState
 
-        trial = self.study.ask()
+        with warnings.catch_warnings():
+            # Optuna warns that its heartbeats need study.optimize(): rlrun beats itself (rlrun.tune_storage).
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            trial = self.study.ask()
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         # Two workers may ask for the last trial at once: the later number is surplus, not run, not counted.
         if counted(self.study.get_trials(deepcopy=False), below=trial.number) >= self.settings.n_trials:
@@ -330,6 +334,18 @@ class Study:
             return
         params = {dist.key: dist.suggest(trial) for dist in self.space}
         try:
+            self.run_and_tell(trial, params)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker took this trial for dead (no heartbeat for tune.grace_s: this process was
+            # starved of CPU or cut off from the database) and queued it again: its retry runs it.
+            self.announce(trial.number, f"given up: no heartbeat for tune.grace_s={self.settings.grace_s} s, so "
+                          "another worker queued it again", params)
+
+    def run_and_tell(self, trial, params: dict) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        try:
             with self.storage.beating(self.study, trial):
                 finals = self.train(trial, params)
         except optuna.TrialPruned as pruned:
@@ -337,11 +353,16 @@ class Study:
             self.announce(trial.number, f"pruned {pruned}", params)
         except KeyboardInterrupt:
             # Ctrl-C or SIGTERM: the seeds wrote their last checkpoints; the trial is run again on resume.
-            self.study.tell(trial, state=TrialState.FAIL)
-            enqueue_retry(self.study, self.study.trials[trial.number])
+            try:
+                self.study.tell(trial, state=TrialState.FAIL)
+                enqueue_retry(self.study, self.study.trials[trial.number])
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # already failed and queued again by another worker
             self.announce(trial.number, "interrupted (queued again for a resumed study)", params)
             raise
         except Exception as error:  # noqa: BLE001
+            if isinstance(error, optuna.exceptions.UpdateFinishedTrialError):
+                raise
             # A sampled combination rlrun refuses (ConfigError), a NaN loss (RunError), a crashed env or
             # logger: this trial fails, not the study. But a config that rlrun refuses without the
             # sampled values (conf/ edited since the study started) would fail every trial: stop there.
