@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import socket
 import threading
 import time
 from pathlib import Path
 
 from rlrun.config import ConfigError
+from rlrun.secrets import mask_args, mask_url_passwords
 
 # The packages that provide SQLAlchemy's database drivers, for the message when one is missing.
 DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "pg8000": "pg8000",
@@ -37,18 +37,13 @@ DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", 
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password as ***, for messages and records."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001  (not a URL SQLAlchemy parses: mask anything between user: and @)
-        return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", url)
+    """The URL with its password as ***, for messages and records (rlrun.secrets, as every other write)."""
+    return mask_url_passwords(url)
 
 
 def mask_argv(argv: list[str]) -> list[str]:
     """The command line with the storage URL's password masked (what manifests and W&B record)."""
-    return [f"tune.storage={mask_url(a.split('=', 1)[1])}" if a.startswith("tune.storage=") else a for a in argv]
+    return mask_args(argv)
 
 
 def without_password(text: str, url: str) -> str:
