@@ -22,7 +22,6 @@ from rlrun.nets import NumpyActorCritic, network_config
 from rlrun.nets.distributions import StateDependentGaussian
 from rlrun.nets.merged import MergedActorCritic
 
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def gsde(action_dim: int, log_sigma: list[list[float]], use_expln: bool = False):

@@ -103,7 +103,7 @@ class _GaussianLogProb(torch.autograd.Function):
 
 class StateDependentGaussian(DiagGaussian):
     """Generalized State-Dependent Exploration, gSDE (Raffin, Kober & Stulp 2021, "Smooth Exploration
-    for Robotic Reinforcement Learning", section 3).
+    for Robotic Reinforcement Learning").
 
     The exploration noise is a linear function of the policy's features phi(s) (its last hidden layer):
 
