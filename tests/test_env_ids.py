@@ -82,5 +82,14 @@ def test_an_env_file_with_only_an_id_trains_and_resumes_without_repeating_config
     elsewhere.mkdir()
     resumed = rlrun(f"resume={run_dir}", "total_steps=512", cwd=elsewhere)
     assert resumed.returncode == 0, resumed.describe()
+    assert f"composes with the run's --config-dir {tmp_path / 'my_conf'}" in resumed.stderr
     assert composed(run_dir)["total_steps"] == 512
     assert yaml.safe_load((run_dir / "summary.json").read_text())["total_steps"] == 512
+    # A config directory is code: gone (a run directory copied to another machine), it is not guessed at.
+    (tmp_path / "my_conf").rename(tmp_path / "moved")
+    refused = rlrun(f"resume={run_dir}", "total_steps=768", cwd=elsewhere)
+    assert refused.returncode != 0
+    assert refused.stderr_lines() == [f"rlrun: error: resume={run_dir}: the run was made with --config-dir "
+                                      f"{tmp_path / 'my_conf'}, which does not exist here; pass the config directory "
+                                      "to use with --config-dir"], refused.describe()
+    assert composed(run_dir)["total_steps"] == 512

@@ -177,8 +177,7 @@ def test_load_policy_and_torchscript_act_alike_in_each_space(name, trained, tmp_
 @pytest.mark.parametrize("algo, env, extra", [
     ("sac", "Pendulum", ("algo.learning_starts=32", "algo.batch_size=16", "total_steps=64")),
     ("dqn", "CartPole", ("algo.learning_starts=32", "algo.batch_size=16", "total_steps=64")),
-    ("trpo", "CartPole", ("total_steps=64", "algo.num_steps=64")),
-])
+])  # (and PPO: RUNS["frame_stack_ppo"]; the flattening is the vector env's, the same for every algorithm)
 def test_a_frame_stacked_box_is_flattened_for_every_algorithm(algo, env, extra, rlrun, tmp_path):
     """FrameStackObservation gives (3, obs_dim) observations: every algorithm reads them flattened."""
     result = rlrun(f"algo={algo}", f"env={env}", FRAME_STACK, "logger=csv", "eval.episodes=1", *extra,

@@ -173,10 +173,20 @@ def check_recorded_override(override: str, overrides_file: Path) -> None:
 
 
 def recorded_config_dirs(run_dir: Path) -> list[str]:
-    """The --config-dir directories a run was made with, from its .hydra/hydra.yaml."""
+    """The --config-dir directories a run was made with, from its .hydra/hydra.yaml. A config directory
+    is code: one that is missing here, or inside the run directory (data someone may have sent), is
+    refused in one line, and one that is used is named on stderr."""
     sources = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["config_sources"]
-    return [source["path"] for source in sources
-            if source.get("provider") == "command-line" and source.get("schema") == "file"]
+    folders = [source["path"] for source in sources
+               if source.get("provider") == "command-line" and source.get("schema") == "file"]
+    for folder in folders:
+        path = Path(folder).resolve()
+        if not path.is_dir() or path.is_relative_to(run_dir.resolve()):
+            where = "does not exist here" if not path.is_dir() else "is inside the run directory"
+            raise ConfigError(f"resume={run_dir}: the run was made with --config-dir {folder}, which {where}; "
+                              "pass the config directory to use with --config-dir")
+        print(f"rlrun: resume={run_dir} composes with the run's --config-dir {folder}", file=sys.stderr)
+    return folders
 
 
 def version() -> str:

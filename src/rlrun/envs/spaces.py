@@ -26,9 +26,9 @@ import numpy as np
 
 from rlrun.config import ConfigError
 
-# How the error messages and the algorithms name action-space kinds.
-ACTION_KINDS = {"discrete": "Discrete", "multi_discrete": "MultiDiscrete", "multi_binary": "MultiBinary",
-                "continuous": "Box"}
+# How the error messages name the action-space kinds that algorithms state (`action_spaces`).
+ACTION_KINDS = {"discrete": "discrete", "multi_discrete": "MultiDiscrete", "multi_binary": "MultiBinary",
+                "continuous": "continuous"}
 
 Obs = np.ndarray | dict[str, np.ndarray]  # a batch of observations: an array, or a dict of arrays
 
