@@ -1,5 +1,15 @@
-"""DDPG, TD3 and SAC learn Pendulum: fixed seeds, the tuned settings of conf/tuned/<algo>_Pendulum.yaml,
-through the real CLI (each 15-40 s here)."""
+"""DDPG, TD3 and SAC learn Pendulum: the tuned settings of conf/tuned/<algo>_Pendulum.yaml, through the real CLI
+(each 15-40 s on a quiet machine).
+
+The bar holds on every seed measured, with a margin (another CPU or BLAS rounds differently and moves a run as
+much as a change of seed does). `python scripts/seed_table.py --cases ddpg-Pendulum,td3-Pendulum,sac-Pendulum`,
+seeds 0-4, final evaluations (2026-12-07):
+- DDPG -105/-174/-120/-156/-120
+- TD3 -101/-185/-125/-158/-123
+- SAC -97/-177/-119/-155/-118
+The bar of -300 keeps a margin of 115 below the lowest of the 15; random and untrained policies score about
+-1200 to -1600, a swing-up that holds scores above -200.
+"""
 
 from __future__ import annotations
 
@@ -18,5 +28,4 @@ def test_reaches_pendulum_bar(rlrun, tmp_path, algo):
     assert result.returncode == 0, result.describe()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["total_steps"] >= 10_000
-    # Random and untrained policies score about -1200 to -1600; a swing-up that holds scores above -200.
-    assert summary["final_eval_mean_return"] >= -250.0, summary
+    assert summary["final_eval_mean_return"] >= -300.0, summary
