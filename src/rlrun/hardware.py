@@ -79,9 +79,10 @@ def plan(hw: Hardware, algo_cls: type, algo_cfg) -> str:
         return f"{num_envs} env{'s' * (num_envs > 1)} stepped in this process{unused}, {threads}"
     if not hasattr(algo_cfg, "overlap"):  # A3C: actor-learner processes, one env each
         return f"{hw.workers} actor-learner worker process{'es' * (hw.workers > 1)}, {threads} each"
-    if hw.workers == 1 and not overlap:
-        return f"{num_envs} env{'s' * (num_envs > 1)} stepped in this process, {threads}"
     workers = min(hw.workers, num_envs)
+    if workers == 1 and not overlap:
+        unused = f" (hardware.workers={hw.workers} unused: one env)" if hw.workers > 1 else ""
+        return f"{num_envs} env{'s' * (num_envs > 1)} stepped in this process{unused}, {threads}"
     capped = f" (hardware.workers={hw.workers} capped at algo.num_envs)" if workers < hw.workers else ""
     backend = f" (hardware.vector_backend={hw.vector_backend} unused: each worker steps its envs in turn)" \
         if hw.vector_backend != "sync" else ""

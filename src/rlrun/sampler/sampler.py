@@ -92,6 +92,8 @@ class Sampler:
         ctx = multiprocessing.get_context("spawn")
         self.spec.seed = self.env.seed  # moved on by a resume that starts fresh episodes
         self.env.started = True
+        if self.restored is None:
+            self.env.action_space.seed(self.env.seed)  # as VecEnv.reset (a restore sets its generator's state)
         for rank, (lo, hi) in enumerate(self.slices):
             parent, child = ctx.Pipe()
             episodes = None if self.restored is None else slice_episodes(self.restored, lo, hi)
@@ -153,8 +155,7 @@ class Sampler:
             arrays["obs_var"][:] = self.env.obs_rms.var
         if self.env.return_rms is not None:
             arrays["return_var"][...] = self.env.return_rms.var
-        for conn in self.conns:
-            conn.send(("collect", clip_reward))
+        self.send(("collect", clip_reward))
         self.in_flight = True
 
     def receive(self, buffer) -> None:
@@ -178,6 +179,14 @@ class Sampler:
                           for i, (step, ret, length) in enumerate(reply[1]))
         env.finished_returns += [float(ret) for *_, ret, _ in finished]
         env.finished_lengths += [int(length) for *_, length in finished]
+
+    def send(self, message: tuple) -> None:
+        """`message` to every worker; a worker that cannot take it is dead (raises SamplerError)."""
+        for rank, conn in enumerate(self.conns):
+            try:
+                conn.send(message)
+            except OSError:
+                self.receive_one(rank)  # its error report, or its exit code
 
     def replies(self, kind: str) -> list[tuple]:
         """One reply of `kind` from every worker; raises SamplerError at the first error or death (a
@@ -206,7 +215,7 @@ class Sampler:
         """Worker `rank`'s reply; a worker that died without one raises SamplerError."""
         conn, process = self.conns[rank], self.processes[rank]
         try:
-            if conn.poll():  # a dead worker's error report may still be in the pipe
+            if conn.poll() if process.is_alive() else conn.poll(0.1):  # a dead worker's report may be in the pipe
                 return conn.recv()
         except (EOFError, OSError):
             pass
@@ -228,8 +237,7 @@ class Sampler:
             raise EnvStateError("with algo.overlap=true the envs are mid-rollout in the sampler's workers")
         if not self.processes:
             raise EnvStateError("the sampler's workers have not started")
-        for conn in self.conns:
-            conn.send(("state",))
+        self.send(("state",))
         parts = [reply[1] for reply in self.replies("state")]
         merged = {"env_id": self.env.cfg.id, "num_envs": self.env.num_envs,
                   "envs": [env for part in parts for env in part["envs"]],
@@ -251,7 +259,11 @@ class Sampler:
 
 
 def slice_episodes(episodes: dict, lo: int, hi: int) -> dict:
-    """Envs lo..hi-1 of a VecEnv's saved episodes, as a VecEnv of hi - lo envs saves them."""
-    return {**episodes, "num_envs": hi - lo, "envs": episodes["envs"][lo:hi], "obs": episodes["obs"][lo:hi],
+    """Envs lo..hi-1 of a VecEnv's saved episodes, as a VecEnv of hi - lo envs saves them. (A VecEnv's
+    action space is its first env's: the worker's is env lo's, whose own state the env's entry holds.)"""
+    first = episodes["envs"][lo]
+    action_space = first["action_space"] if isinstance(first, dict) and "action_space" in first \
+        else episodes["action_space"]
+    return {**episodes, "num_envs": hi - lo, "action_space": action_space, "envs": episodes["envs"][lo:hi], "obs": episodes["obs"][lo:hi],
             "episode_return": episodes["episode_return"][lo:hi], "episode_length": episodes["episode_length"][lo:hi],
             "discounted_return": episodes["discounted_return"][lo:hi], "finished_returns": [], "finished_lengths": []}

@@ -1,0 +1,111 @@
+"""The sampler's speed: sampler workers (+ overlap) against today's single-process path, in alternating
+rounds in one run, printing steps/s, the ratio and the load average beside each figure.
+
+    python scripts/bench_sampler.py                         # both cases, 3 rounds each
+    python scripts/bench_sampler.py --cases halfcheetah --rounds 5
+
+Cases (issue 17's targets on a 2-core CPU):
+  halfcheetah  PPO on HalfCheetah-v5, 8 envs x 256 steps (the paper's 2,048-sample update: 32
+               minibatches, 10 epochs), hardware.workers=2 algo.overlap=true vs the single process
+               (target >= 1.5x)
+  pong         PPO on Pong from pixels, network=cnn, conf/tuned/ppo_Pong.yaml, hardware=cpu,
+               workers=2 overlap=true vs workers=1 overlap=false (target >= 1.6x)
+Each round builds a fresh algorithm, lets it reach its first report (workers started, first rollout
+taken), then times the iterations after it: start-up is not what a long run pays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from bench_common import cpu, load
+
+from rlrun.algos.ppo import PPO
+from rlrun.envs import VecEnv, env_config
+from rlrun.nets import network_config
+
+CASES = {
+    "halfcheetah": {"env": "HalfCheetah", "network": "mlp", "tuned": None,
+                    "algo": {"num_envs": 8, "num_steps": 256, "num_minibatches": 32, "update_epochs": 10},
+                    "iterations": 10, "fast": (2, True), "target": 1.5},
+    "pong": {"env": "Pong", "network": "cnn", "tuned": "ppo_Pong", "algo": {},
+             "iterations": 8, "fast": (2, True), "target": 1.6},
+}
+
+
+def build(case: dict, workers: int, overlap: bool, seed: int) -> PPO:
+    algo_overrides = dict(case["algo"], overlap=overlap)
+    env_overrides = {}
+    if case["tuned"]:
+        tuned = load("tuned", case["tuned"], {})  # a `# @package _global_` file: its algo and env blocks
+        algo_overrides = {**tuned.get("algo", {}), **algo_overrides}
+        env_overrides = tuned.get("env", {})
+    cfg = PPO.parse_config(load("algo", "ppo", algo_overrides))
+    env = VecEnv(env_config(load("env", case["env"], env_overrides)), cfg.num_envs, seed, "sync", cfg.gamma)
+    return PPO(cfg, env, network_config(load("network", case["network"], {})), cpu(workers), seed, 10**7)
+
+
+def timed_round(case: dict, workers: int, overlap: bool, seed: int) -> dict:
+    algo = build(case, workers, overlap, seed)
+    learning = algo.learn()
+    next(learning)  # start-up and the first rollout, untimed
+    start, start_step = time.perf_counter(), algo.global_step
+    for _ in range(case["iterations"]):
+        next(learning)
+    seconds = time.perf_counter() - start
+    steps = algo.global_step - start_step
+    learning.close()
+    algo.env.close()
+    return {"steps": steps, "seconds": seconds, "steps_per_second": steps / seconds, "load": os.getloadavg()[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="halfcheetah,pong", help=f"comma-separated, from: {', '.join(CASES)}")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per side, alternating")
+    parser.add_argument("--iterations", type=int, default=None, help="timed iterations per round (default per case)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="write the raw figures here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # hardware=cpu's torch_threads
+    report = {}
+    for name in args.cases.split(","):
+        if name not in CASES:
+            parser.error(f"unknown case {name!r}; choose from {', '.join(CASES)}")
+        case = dict(CASES[name])
+        if args.iterations:
+            case["iterations"] = args.iterations
+        workers, overlap = case["fast"]
+        sides = {"single process (workers=1 overlap=false)": (1, False),
+                 f"workers={workers} overlap={str(overlap).lower()}": (workers, overlap)}
+        results: dict[str, list[dict]] = {side: [] for side in sides}
+        for r in range(args.rounds):
+            for side, (w, o) in sides.items():
+                result = timed_round(case, w, o, args.seed)
+                results[side].append(result)
+                print(f"{name}  round {r + 1}/{args.rounds}  {side:42s} {result['steps']:,} steps in "
+                      f"{result['seconds']:6.1f} s  {result['steps_per_second']:7,.0f} steps/s  "
+                      f"(load {result['load']:.2f})", flush=True)
+        medians = {side: statistics.median(x["steps_per_second"] for x in rounds) for side, rounds in results.items()}
+        base, fast = list(medians.values())
+        ratio = fast / base
+        loads = [x["load"] for rounds in results.values() for x in rounds]
+        print(f"\n{name}: medians  single {base:,.0f} steps/s, {list(sides)[1]} {fast:,.0f} steps/s, "
+              f"ratio {ratio:.2f}x (target >= {case['target']}x), 1-min load {min(loads):.2f}-{max(loads):.2f}, "
+              f"{os.cpu_count()} CPUs\n", flush=True)
+        report[name] = {"results": results, "medians": medians, "ratio": ratio, "target": case["target"]}
+    print(f"uptime: {os.popen('uptime').read().strip()}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
