@@ -124,8 +124,9 @@ def rollouts_for(env: VecEnv, net: ActorCritic, acting_net: NumpyActorCritic | T
                  shared_torso: bool = False):
     """Where an on-policy algorithm's rollouts come from: this process (InProcessRollouts), or with
     `hardware.workers` > 1 or `overlap` the sampler's worker processes (rlrun.sampler, docs/sampler.md),
-    which fill the same RolloutBuffer. `net`: the learner's modules, which the workers copy."""
-    if hardware.workers == 1 and not overlap:
+    which fill the same RolloutBuffer (one worker process per env at most: with one env and no overlap,
+    this process). `net`: the learner's modules, which the workers copy."""
+    if min(hardware.workers, env.num_envs) == 1 and not overlap:
         return InProcessRollouts(env, acting_net)
     from rlrun.sampler import Sampler  # its processes only when asked for
 
