@@ -29,15 +29,16 @@ def task(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     from rlrun.run import RunError, run  # imported here so that `rlrun --help` stays fast
+    from rlrun.sampler import SamplerError
 
     try:
         return run(cfg)
     except ConfigError as error:
         remove_if_only_log(Path(HydraConfig.get().runtime.output_dir))
         sys.exit(f"rlrun: error: {error}")
-    except RunError as error:
-        # A loss gone NaN or a full disk (the last good checkpoint is kept). SystemExit passes through
-        # Hydra's job runner (which would print a second report) and stops a multirun.
+    except (RunError, SamplerError) as error:
+        # A loss gone NaN, a full disk or a dead sampler worker (the last good checkpoint is kept).
+        # SystemExit passes through Hydra's job runner (which would print a second report) and stops a multirun.
         sys.exit(f"rlrun: error: {error}")
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
