@@ -5,9 +5,9 @@ rounds in one run, printing steps/s, the ratio and the load average beside each 
     python scripts/bench_sampler.py --cases halfcheetah --rounds 5
 
 Cases (issue 17's targets on a 2-core CPU):
-  halfcheetah  PPO on HalfCheetah-v5, 8 envs x 256 steps (the paper's 2,048-sample update: 32
-               minibatches, 10 epochs), hardware.workers=2 algo.overlap=true vs the single process
-               (target >= 1.5x)
+  halfcheetah  PPO on HalfCheetah-v5 with algo.num_envs=8 and conf/algo/ppo.yaml's other settings
+               (8 x 2,048 steps per rollout, 32 minibatches, 10 epochs), hardware.workers=2
+               algo.overlap=true vs the single process (target >= 1.5x)
   pong         PPO on Pong from pixels, network=cnn, conf/tuned/ppo_Pong.yaml, hardware=cpu,
                workers=2 overlap=true vs workers=1 overlap=false (target >= 1.6x)
 Each round builds a fresh algorithm, lets it reach its first report (workers started, first rollout
@@ -32,15 +32,14 @@ from rlrun.envs import VecEnv, env_config
 from rlrun.nets import network_config
 
 CASES = {
-    "halfcheetah": {"env": "HalfCheetah", "network": "mlp", "tuned": None,
-                    "algo": {"num_envs": 8, "num_steps": 256, "num_minibatches": 32, "update_epochs": 10},
-                    "iterations": 10, "fast": (2, True), "target": 1.5},
+    "halfcheetah": {"env": "HalfCheetah", "network": "mlp", "tuned": None, "algo": {"num_envs": 8},
+                    "iterations": 5, "fast": (2, True), "target": 1.5},
     "pong": {"env": "Pong", "network": "cnn", "tuned": "ppo_Pong", "algo": {},
              "iterations": 8, "fast": (2, True), "target": 1.6},
 }
 
 
-def build(case: dict, workers: int, overlap: bool, seed: int) -> PPO:
+def build(case: dict, workers: int, overlap: bool, seed: int, threads: int = 1) -> PPO:
     algo_overrides = dict(case["algo"], overlap=overlap)
     env_overrides = {}
     if case["tuned"]:
@@ -49,11 +48,12 @@ def build(case: dict, workers: int, overlap: bool, seed: int) -> PPO:
         env_overrides = tuned.get("env", {})
     cfg = PPO.parse_config(load("algo", "ppo", algo_overrides))
     env = VecEnv(env_config(load("env", case["env"], env_overrides)), cfg.num_envs, seed, "sync", cfg.gamma)
+    torch.set_num_threads(threads)  # the learner's (hardware.torch_threads); each worker runs one
     return PPO(cfg, env, network_config(load("network", case["network"], {})), cpu(workers), seed, 10**7)
 
 
-def timed_round(case: dict, workers: int, overlap: bool, seed: int) -> dict:
-    algo = build(case, workers, overlap, seed)
+def timed_round(case: dict, workers: int, overlap: bool, seed: int, threads: int) -> dict:
+    algo = build(case, workers, overlap, seed, threads)
     learning = algo.learn()
     next(learning)  # start-up and the first rollout, untimed
     start, start_step = time.perf_counter(), algo.global_step
@@ -72,9 +72,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side, alternating")
     parser.add_argument("--iterations", type=int, default=None, help="timed iterations per round (default per case)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--learner-threads", type=int, default=None,
+                        help="also time both sides with this many learner torch threads (hardware.torch_threads)")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     args = parser.parse_args()
-    torch.set_num_threads(1)  # hardware=cpu's torch_threads
     report = {}
     for name in args.cases.split(","):
         if name not in CASES:
@@ -83,23 +84,31 @@ def main() -> None:
         if args.iterations:
             case["iterations"] = args.iterations
         workers, overlap = case["fast"]
-        sides = {"single process (workers=1 overlap=false)": (1, False),
-                 f"workers={workers} overlap={str(overlap).lower()}": (workers, overlap)}
+        sides = {"single process (workers=1 overlap=false)": (1, False, 1),
+                 f"workers={workers} overlap={str(overlap).lower()}": (workers, overlap, 1)}
+        if args.learner_threads:
+            n = args.learner_threads
+            sides |= {f"single process, torch_threads={n}": (1, False, n),
+                      f"workers={workers} overlap={str(overlap).lower()} torch_threads={n}": (workers, overlap, n)}
         results: dict[str, list[dict]] = {side: [] for side in sides}
         for r in range(args.rounds):
-            for side, (w, o) in sides.items():
-                result = timed_round(case, w, o, args.seed)
+            for side, (w, o, n) in sides.items():
+                result = timed_round(case, w, o, args.seed, n)
                 results[side].append(result)
-                print(f"{name}  round {r + 1}/{args.rounds}  {side:42s} {result['steps']:,} steps in "
+                print(f"{name}  round {r + 1}/{args.rounds}  {side:56s} {result['steps']:,} steps in "
                       f"{result['seconds']:6.1f} s  {result['steps_per_second']:7,.0f} steps/s  "
                       f"(load {result['load']:.2f})", flush=True)
         medians = {side: statistics.median(x["steps_per_second"] for x in rounds) for side, rounds in results.items()}
-        base, fast = list(medians.values())
+        base, fast = list(medians.values())[:2]
         ratio = fast / base
         loads = [x["load"] for rounds in results.values() for x in rounds]
         print(f"\n{name}: medians  single {base:,.0f} steps/s, {list(sides)[1]} {fast:,.0f} steps/s, "
               f"ratio {ratio:.2f}x (target >= {case['target']}x), 1-min load {min(loads):.2f}-{max(loads):.2f}, "
-              f"{os.cpu_count()} CPUs\n", flush=True)
+              f"{os.cpu_count()} CPUs", flush=True)
+        for side in list(sides)[2:]:
+            print(f"  {side}: median {medians[side]:,.0f} steps/s ({medians[side] / base:.2f}x the single process "
+                  "with 1 thread)", flush=True)
+        print(flush=True)
         report[name] = {"results": results, "medians": medians, "ratio": ratio, "target": case["target"]}
     print(f"uptime: {os.popen('uptime').read().strip()}")
     if args.json:

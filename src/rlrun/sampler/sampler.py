@@ -111,11 +111,13 @@ class Sampler:
 
     def close(self) -> None:
         """Stop every worker, whatever brought us here (a rollout in flight is dropped)."""
-        for conn in self.conns:
+        for conn, process in zip(self.conns, self.processes, strict=True):
             try:
                 conn.send(("stop",))
             except OSError:
                 pass
+            if self.in_flight:
+                process.terminate()  # mid-rollout: nothing it holds is kept, no need to wait for the rollout's end
         deadline = time.monotonic() + JOIN_SECONDS
         for process in self.processes:
             process.join(max(deadline - time.monotonic(), 0))
@@ -264,6 +266,7 @@ def slice_episodes(episodes: dict, lo: int, hi: int) -> dict:
     first = episodes["envs"][lo]
     action_space = first["action_space"] if isinstance(first, dict) and "action_space" in first \
         else episodes["action_space"]
-    return {**episodes, "num_envs": hi - lo, "action_space": action_space, "envs": episodes["envs"][lo:hi], "obs": episodes["obs"][lo:hi],
-            "episode_return": episodes["episode_return"][lo:hi], "episode_length": episodes["episode_length"][lo:hi],
-            "discounted_return": episodes["discounted_return"][lo:hi], "finished_returns": [], "finished_lengths": []}
+    per_env = {name: episodes[name][lo:hi]
+               for name in ("envs", "obs", "episode_return", "episode_length", "discounted_return")}
+    return {**episodes, **per_env, "num_envs": hi - lo, "action_space": action_space, "finished_returns": [],
+            "finished_lengths": []}
