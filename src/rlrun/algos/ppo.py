@@ -174,8 +174,8 @@ class PPO:
     # --- the loop -------------------------------------------------------------------------------
 
     def learn(self) -> Iterator[dict]:
-        self.rollouts.start()
         try:
+            self.rollouts.start()
             while True:
                 self.collect_rollout()
                 metrics = self.update()

@@ -152,8 +152,8 @@ class TRPO:
         return act(self.acting_net, obs, deterministic, self.generator)
 
     def learn(self) -> Iterator[dict]:
-        self.rollouts.start()
         try:
+            self.rollouts.start()
             yield from self.iterations()
         finally:
             self.rollouts.close()
