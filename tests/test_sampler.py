@@ -142,6 +142,21 @@ def test_a_dead_worker_is_reported_in_one_line_and_not_waited_on():
     assert not algo.rollouts.processes
 
 
+def test_a_worker_env_whose_state_cannot_be_saved_leaves_the_checkpoint_without_episodes_and_runs_on():
+    # A user's wrapper rlrun cannot save: as in-process, the checkpoint says why and a resume starts
+    # fresh episodes; the worker keeps collecting.
+    algo = ppo("Pendulum", 2, num_envs=2, num_steps=16,
+               env_overrides={"wrappers": ["gymnasium.wrappers.ClipAction"]})
+    algo.rollouts.start()
+    try:
+        algo.collect_rollout()
+        state = algo.env.state_dict()
+        assert state["episodes"] is None and "ClipAction" in state["unsaved"]
+        algo.collect_rollout()
+    finally:
+        algo.rollouts.close()
+
+
 def test_trpo_and_reinforce_refuse_overlap_in_one_line():
     trpo = {k: v for k, v in load_conf("algo", "trpo", overlap=True).items() if k != "_target_"}
     with pytest.raises(ConfigError, match="algo.overlap=true is not supported by TRPO"):

@@ -240,7 +240,11 @@ class Sampler:
         if not self.processes:
             raise EnvStateError("the sampler's workers have not started")
         self.send(("state",))
-        parts = [reply[1] for reply in self.replies("state")]
+        replies = self.replies("state")
+        unsaved = next((reply[2] for reply in replies if reply[1] is None), None)
+        if unsaved is not None:
+            raise EnvStateError(unsaved)
+        parts = [reply[1] for reply in replies]
         merged = {"env_id": self.env.cfg.id, "num_envs": self.env.num_envs,
                   "envs": [env for part in parts for env in part["envs"]],
                   "obs": torch.cat([part["obs"] for part in parts]),

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from rlrun.envs import VecEnv
+from rlrun.envs.state import EnvStateError
 from rlrun.envs.vector import EnvConfig
 from rlrun.sampler.shared import SharedRollout
 
@@ -87,7 +88,10 @@ def run_worker(rank: int, lo: int, hi: int, spec: WorkerSpec, episodes: dict | N
                 networks.acting.refresh()
                 conn.send(("collected", collect(env, networks.acting, arrays, lo, hi, command[1])))
             elif command[0] == "state":
-                conn.send(("state", env.episodes_state()))
+                try:
+                    conn.send(("state", env.episodes_state()))
+                except EnvStateError as error:  # an env whose state cannot be saved: the checkpoint says why
+                    conn.send(("state", None, str(error)))
             else:
                 break
         env.close()
