@@ -78,7 +78,7 @@ def plan(hw: Hardware, algo_cls: type, algo_cfg) -> str:
             if hw.workers > 1 else ""
         return f"{num_envs} env{'s' * (num_envs > 1)} stepped in this process{unused}, {threads}"
     if not hasattr(algo_cfg, "overlap"):  # A3C: actor-learner processes, one env each
-        return f"{hw.workers} actor-learner worker process{'es' * (hw.workers > 1)}, {threads} each"
+        return f"{hw.workers} actor-learner worker process{'es' * (hw.workers > 1)} (one torch thread each)"
     workers = min(hw.workers, num_envs)
     if workers == 1 and not overlap:
         unused = f" (hardware.workers={hw.workers} unused: one env)" if hw.workers > 1 else ""
