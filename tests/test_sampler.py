@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import time
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -140,6 +142,31 @@ def test_a_dead_worker_is_reported_in_one_line_and_not_waited_on():
     finally:
         algo.rollouts.close()
     assert not algo.rollouts.processes
+
+
+class BreaksAtStepFive(gym.Wrapper):
+    """A user's env that fails inside a worker (env.wrappers: test_sampler.BreaksAtStepFive)."""
+
+    steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps == 5:
+            raise ValueError("the simulator broke")
+        return self.env.step(action)
+
+
+def test_an_error_in_a_worker_is_reported_in_one_line():
+    algo = ppo("CartPole", 2, num_envs=4, num_steps=32, env_overrides={"wrappers": ["test_sampler.BreaksAtStepFive"]})
+    algo.rollouts.start()
+    try:
+        with pytest.raises(SamplerError) as error:
+            algo.collect_rollout()
+        # (Both workers' envs break at their fifth step: whichever reply is read first is reported.)
+        assert re.fullmatch(r"sampler worker (0 \(envs 0-1\)|1 \(envs 2-3\)) failed: ValueError: the simulator "
+                            r"broke; stopping the run", str(error.value)), str(error.value)
+    finally:
+        algo.rollouts.close()
 
 
 def test_a_worker_env_whose_state_cannot_be_saved_leaves_the_checkpoint_without_episodes_and_runs_on():

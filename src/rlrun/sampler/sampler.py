@@ -188,7 +188,7 @@ class Sampler:
             try:
                 conn.send(message)
             except OSError:
-                self.receive_one(rank)  # its error report, or its exit code
+                self.check(rank, self.receive_one(rank), "")  # its error report, or its exit code
 
     def replies(self, kind: str) -> list[tuple]:
         """One reply of `kind` from every worker; raises SamplerError at the first error or death (a
@@ -202,16 +202,24 @@ class Sampler:
                 rank = watched[ready]
                 if rank not in pending:
                     continue  # its pipe and its sentinel were both ready: the reply came first
-                reply = self.receive_one(rank)
-                if reply[0] == "error":
-                    log.debug("sampler worker %d traceback:\n%s", rank, reply[2])
-                    raise SamplerError(f"sampler worker {rank} (envs {self.describe(rank)}) failed: {reply[1]}; "
-                                       "stopping the run")
-                if reply[0] != kind:
-                    raise SamplerError(f"sampler worker {rank} replied {reply[0]!r} to a {kind!r} request")
-                replies[rank] = reply
+                replies[rank] = self.check(rank, self.receive_one(rank), kind)
                 pending.discard(rank)
         return replies
+
+    def check(self, rank: int, reply: tuple, kind: str) -> tuple:
+        """`reply` if it is of `kind`; a worker's error becomes one SamplerError line (its traceback goes
+        to the log files only, cli.log: the terminal shows the one line)."""
+        if reply[0] == "error":
+            record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "sampler worker %d traceback:\n%s",
+                                    (rank, reply[2]), None)
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.FileHandler):
+                    handler.handle(record)
+            raise SamplerError(f"sampler worker {rank} (envs {self.describe(rank)}) failed: {reply[1]}; "
+                               "stopping the run")
+        if reply[0] != kind:
+            raise SamplerError(f"sampler worker {rank} replied {reply[0]!r} to a {kind!r} request")
+        return reply
 
     def receive_one(self, rank: int) -> tuple:
         """Worker `rank`'s reply; a worker that died without one raises SamplerError."""
