@@ -35,7 +35,7 @@ CASES = {
     "halfcheetah": {"env": "HalfCheetah", "network": "mlp", "tuned": None, "algo": {"num_envs": 8},
                     "iterations": 5, "fast": (2, True), "target": 1.5},
     "pong": {"env": "Pong", "network": "cnn", "tuned": "ppo_Pong", "algo": {},
-             "iterations": 8, "fast": (2, True), "target": 1.6},
+             "iterations": 6, "fast": (2, True), "target": 1.6},
 }
 
 
@@ -52,18 +52,31 @@ def build(case: dict, workers: int, overlap: bool, seed: int, threads: int = 1) 
     return PPO(cfg, env, network_config(load("network", case["network"], {})), cpu(workers), seed, 10**7)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (/proc/<pid>/stat)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timed_round(case: dict, workers: int, overlap: bool, seed: int, threads: int) -> dict:
+    """Steps/s over the timed iterations, and the CPU time they cost: the learner's process and the
+    workers' (on a loaded machine the wall clock says little about parallelism; CPU seconds do)."""
     algo = build(case, workers, overlap, seed, threads)
     learning = algo.learn()
     next(learning)  # start-up and the first rollout, untimed
-    start, start_step = time.perf_counter(), algo.global_step
+    pids = [process.pid for process in getattr(algo.rollouts, "processes", [])]
+    workers_before = sum(cpu_seconds(pid) for pid in pids)
+    start, start_cpu, start_step = time.perf_counter(), time.process_time(), algo.global_step
     for _ in range(case["iterations"]):
         next(learning)
     seconds = time.perf_counter() - start
+    learner_cpu = time.process_time() - start_cpu
+    workers_cpu = sum(cpu_seconds(pid) for pid in pids) - workers_before
     steps = algo.global_step - start_step
     learning.close()
     algo.env.close()
-    return {"steps": steps, "seconds": seconds, "steps_per_second": steps / seconds, "load": os.getloadavg()[0]}
+    return {"steps": steps, "seconds": seconds, "steps_per_second": steps / seconds, "load": os.getloadavg()[0],
+            "learner_cpu_ms_per_1k": 1e6 * learner_cpu / steps, "workers_cpu_ms_per_1k": 1e6 * workers_cpu / steps}
 
 
 def main() -> None:
@@ -97,7 +110,9 @@ def main() -> None:
                 results[side].append(result)
                 print(f"{name}  round {r + 1}/{args.rounds}  {side:56s} {result['steps']:,} steps in "
                       f"{result['seconds']:6.1f} s  {result['steps_per_second']:7,.0f} steps/s  "
-                      f"(load {result['load']:.2f})", flush=True)
+                      f"(load {result['load']:.2f}; CPU ms per 1k steps: learner "
+                      f"{result['learner_cpu_ms_per_1k']:,.0f}, workers {result['workers_cpu_ms_per_1k']:,.0f})",
+                      flush=True)
         medians = {side: statistics.median(x["steps_per_second"] for x in rounds) for side, rounds in results.items()}
         base, fast = list(medians.values())[:2]
         ratio = fast / base
@@ -105,11 +120,21 @@ def main() -> None:
         print(f"\n{name}: medians  single {base:,.0f} steps/s, {list(sides)[1]} {fast:,.0f} steps/s, "
               f"ratio {ratio:.2f}x (target >= {case['target']}x), 1-min load {min(loads):.2f}-{max(loads):.2f}, "
               f"{os.cpu_count()} CPUs", flush=True)
+        # What 2 idle cores would give: the learner's CPU time is serial; the rest can run beside it.
+        cpu = {side: (statistics.median(x["learner_cpu_ms_per_1k"] for x in rounds),
+                      statistics.median(x["workers_cpu_ms_per_1k"] for x in rounds)) for side, rounds in results.items()}
+        single_cost = sum(cpu[list(sides)[0]])
+        learner, workers_ms = cpu[list(sides)[1]]
+        bound = max(learner, (learner + workers_ms) / 2)
+        print(f"  CPU per 1k steps: single {single_cost:,.0f} ms; {list(sides)[1]}: learner {learner:,.0f} ms + "
+              f"workers {workers_ms:,.0f} ms -> on 2 idle cores at best {single_cost / bound:.2f}x "
+              "(the learner's time is serial, the rest shares the two cores)", flush=True)
         for side in list(sides)[2:]:
             print(f"  {side}: median {medians[side]:,.0f} steps/s ({medians[side] / base:.2f}x the single process "
                   "with 1 thread)", flush=True)
         print(flush=True)
-        report[name] = {"results": results, "medians": medians, "ratio": ratio, "target": case["target"]}
+        report[name] = {"results": results, "medians": medians, "ratio": ratio, "target": case["target"],
+                        "idle_two_core_bound": single_cost / bound}
     print(f"uptime: {os.popen('uptime').read().strip()}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
