@@ -1,6 +1,7 @@
 """The GPU profile, proven (issue 11, item 6): PPO, SAC, A3C and PPO from pixels (Pong, network=cnn)
 trained with `hardware=gpu` and with `hardware=cpu` on the same machine, SAC also with
-algo.compile=true on the GPU, a table of their steps/s, and the GPU runs' checkpoints kept.
+algo.compile=true on the GPU, the sampler's worker processes with overlap (issue 17: PPO on Pong,
+PPO with 64 MuJoCo envs), a table of their steps/s, and the GPU runs' checkpoints kept.
 
 Run it through scripts/gpu_check.sh, which installs the carried wheels where the machine lacks
 gymnasium, MuJoCo or Hydra and sets PYTHONPATH. Each run is the real command
@@ -52,6 +53,7 @@ class Spec:
     overrides: list[str]
     gpu_only: bool = False  # compared with another run on the GPU, not with itself on the CPU
     env: str | None = None  # its own env (default: the check's MuJoCo env)
+    keep_checkpoint: bool = True  # copy its gpu last.pt to OUT (at most 8 files come back from a lent machine)
 
 
 @dataclass
@@ -70,7 +72,7 @@ class Result:
     problems: list[str] = field(default_factory=list)
 
 
-def specs(a3c_workers: int, scale: float, fallback_env: bool) -> tuple[str, list[Spec]]:
+def specs(a3c_workers: int, sampler_workers: int, scale: float, fallback_env: bool) -> tuple[str, list[Spec]]:
     """The runs: the brief's budgets on HalfCheetah (PPO 20k, SAC 3k with 1k random steps first,
     A3C 20k); Pendulum when MuJoCo cannot run here. `scale` shrinks budgets for a quick rehearsal.
     sac_compiled is SAC with algo.compile=true (torch.compile, CUDA graphs on a GPU), compared with
@@ -90,6 +92,15 @@ def specs(a3c_workers: int, scale: float, fallback_env: bool) -> tuple[str, list
         # PPO from pixels with conf/tuned/ppo_Pong.yaml (8 envs x 128 steps, 4 epochs of 4 minibatches of
         # 256 stacks): the Nature CNN's update is where a GPU learner is meant to pay.
         Spec("ppo_atari", "ppo", steps(10_240), ["network=cnn"], env="Pong"),
+        # The sampler (issue 17, docs/sampler.md): the same Pong run with its 8 envs stepped by worker
+        # processes (at most one env each) that collect rollout k+1 while the learner updates on rollout k;
+        # and PPO on the MuJoCo env with 64 envs (rl_games' HalfCheetah setting) stepped by the workers.
+        Spec("ppo_atari_sampler", "ppo", steps(10_240), ["network=cnn", f"hardware.workers={sampler_workers}",
+                                                          "algo.overlap=true"], env="Pong", keep_checkpoint=False),
+        Spec("ppo_64envs_sampler", "ppo", steps(65_536), ["algo.num_envs=64", "algo.num_steps=64",
+                                                           "algo.num_minibatches=4",
+                                                           f"hardware.workers={sampler_workers}",
+                                                           "algo.overlap=true"], keep_checkpoint=False),
         # K actor-learner processes on K cores; rows every 5k steps, so that the steady rate is the
         # mean of a few rows after the workers' start-up.
         Spec("a3c", "a3c", steps(20_000), [f"hardware.workers={a3c_workers}",
@@ -291,11 +302,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the table, results and checkpoints")
     parser.add_argument("--cpu-only", action="store_true", help="hardware=cpu in place of hardware=gpu (a rehearsal)")
     parser.add_argument("--only", default=None,
-                        help="comma-separated subset of ppo,sac,sac_compiled,a3c,ppo_atari (default: all of them; "
+                        help="comma-separated subset of ppo,sac,sac_compiled,ppo_atari,ppo_atari_sampler,"
+                             "ppo_64envs_sampler,a3c (default: all of them; "
                              "with --cpu-only all but sac_compiled)")
     parser.add_argument("--a3c-workers", type=int, default=8, help="A3C actor-learner processes (hardware.workers)")
+    parser.add_argument("--sampler-workers", type=int, default=None,
+                        help="the *_sampler runs' hardware.workers, in both slots (default: the usable cores, as "
+                             "hardware=gpu's workers=auto; capped at the run's num_envs)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget (e.g. 0.1 for a smoke test)")
-    parser.add_argument("--budget-seconds", type=float, default=240.0, help="stop starting runs after this long")
+    parser.add_argument("--budget-seconds", type=float, default=300.0, help="stop starting runs after this long")
     parser.add_argument("--run-timeout", type=float, default=120.0, help="kill one run after this long")
     parser.add_argument("--load-check", action="store_true",
                         help="also load the kept checkpoints here in a process that sees no GPU")
@@ -308,7 +323,8 @@ def main() -> int:
     if not args.cpu_only and not cuda_ok:
         return 2
     fallback = args.env == "Pendulum" or (args.env == "auto" and not mujoco_works())
-    env, runs = specs(args.a3c_workers, args.scale, fallback)
+    sampler_workers = args.sampler_workers or len(os.sched_getaffinity(0))
+    env, runs = specs(args.a3c_workers, sampler_workers, args.scale, fallback)
     wanted = args.only.split(",") if args.only else [s.label for s in runs if not (args.cpu_only and s.gpu_only)]
     unknown = sorted(set(wanted) - {spec.label for spec in runs})
     if unknown:
@@ -342,7 +358,7 @@ def main() -> int:
                 learn_from = int(next((o.split("=")[1] for o in spec.overrides if "learning_starts" in o), 0))
                 check_run(result, run_dir, spec.total_steps, slot == "gpu" and not args.cpu_only, learn_from)
                 last = run_dir / "checkpoints" / "last.pt"
-                if slot == "gpu" and last.exists():
+                if slot == "gpu" and last.exists() and spec.keep_checkpoint:
                     kept = args.out / f"{spec.label}_gpu_last.pt"
                     shutil.copyfile(last, kept)
                     result.checkpoint = kept.name

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU profile, proven (issue 11, item 6): PPO, SAC, A3C and PPO on Pong from pixels with
-# hardware=gpu against hardware=cpu on the same machine, and SAC with algo.compile=true, each for a
+# hardware=gpu against hardware=cpu on the same machine, SAC with algo.compile=true, and the sampler
+# (issue 17: PPO on Pong and PPO with 64 MuJoCo envs, worker processes + algo.overlap=true), each for a
 # short budget; a table of steps/s; finite results; the GPU runs' checkpoints kept in $OUT for
-# scripts/gpu_check_load.py on a CPU-only machine. Under 5 minutes on a 16-core H100 (the per-run timeouts and --budget-seconds in scripts/gpu_check.py make sure of it).
+# scripts/gpu_check_load.py on a CPU-only machine. Under 6 minutes on a 16-core H100 (the per-run
+# timeouts and --budget-seconds in scripts/gpu_check.py make sure of it).
 #
 #   scripts/gpu_check.sh                 # on a machine with CUDA; results in $OUT (or a temp dir)
 #   scripts/gpu_check.sh --cpu-only      # rehearsal anywhere: hardware=cpu in both slots

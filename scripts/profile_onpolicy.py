@@ -24,7 +24,6 @@ from bench_onpolicy import A2C_HPARAMS
 from bench_speed import ENV_ID, HPARAMS, NETWORK, NORMALIZE
 
 from rlrun.algos.a2c import A2C
-from rlrun.algos.onpolicy import collect_rollout
 from rlrun.algos.ppo import PPO
 from rlrun.envs import VecEnv, env_config
 from rlrun.nets import network_config
@@ -35,7 +34,7 @@ def build(name: str):
     cfg = cls.parse_config(load("algo", name, hparams))
     env = VecEnv(env_config(load("env", "HalfCheetah", {"id": ENV_ID, **NORMALIZE})), cfg.num_envs, 0, "sync", cfg.gamma)
     algo = cls(cfg, env, network_config(load("network", "mlp", NETWORK)), cpu(), 0, total_steps=10**6)
-    algo.next_obs = env.reset()
+    algo.rollouts.start()
     return algo
 
 
@@ -45,10 +44,10 @@ def iteration(algo) -> tuple[float, float, float, float]:
     if isinstance(algo, PPO):
         algo.collect_rollout()
     else:
-        algo.next_obs = collect_rollout(algo.env, algo.buffer, algo.acting_net, algo.generator, algo.next_obs)
+        last_values = algo.rollouts.collect(algo.buffer, algo.generator)
         algo.global_step += algo.cfg.num_envs * algo.cfg.num_steps
     mid_wall, mid_cpu = time.perf_counter(), time.process_time()
-    algo.update()
+    algo.update() if isinstance(algo, PPO) else algo.update(last_values)
     return mid_wall - wall, mid_cpu - cpu_time, time.perf_counter() - mid_wall, time.process_time() - mid_cpu
 
 

@@ -65,11 +65,12 @@ def test_gpu_check_rehearsed_on_cpu_keeps_checkpoints_that_load_into_their_algor
     # The script the lead runs on a lent GPU machine, rehearsed with hardware=cpu in both slots and
     # tiny budgets on Pendulum: every run passes its checks, and the kept checkpoints load into
     # PPO, SAC, A3C and PPO from pixels in a process that sees no GPU (scripts/gpu_check_load.py); the
-    # compiled SAC runs only on a GPU.
+    # compiled SAC runs only on a GPU; the sampler's runs (workers + overlap) pass their checks too.
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable}
     done = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--cpu-only", "--env", "Pendulum",
-                           "--scale", "0.02", "--a3c-workers", "1", "--load-check", "--budget-seconds", "400"],
+                           "--scale", "0.02", "--a3c-workers", "1", "--sampler-workers", "2", "--load-check",
+                           "--budget-seconds", "400"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     report = json.loads((out / "gpu_check.json").read_text())
@@ -77,6 +78,7 @@ def test_gpu_check_rehearsed_on_cpu_keeps_checkpoints_that_load_into_their_algor
     assert sorted(p.name for p in out.glob("*.pt")) == ["a3c_gpu_last.pt", "ppo_atari_gpu_last.pt", "ppo_gpu_last.pt",
                                                         "sac_gpu_last.pt"]
     assert {(r["label"], r["profile"]) for r in report["results"]} == {
-        (label, slot) for label in ("ppo", "sac", "a3c", "ppo_atari") for slot in ("gpu", "cpu")}
+        (label, slot) for label in ("ppo", "sac", "a3c", "ppo_atari", "ppo_atari_sampler", "ppo_64envs_sampler")
+        for slot in ("gpu", "cpu")}
     assert all(r["steps_per_second"] > 0 for r in report["results"])
     assert "ALL LOADED" in done.stdout

@@ -162,7 +162,7 @@ def test_a2c_update_equals_a_plain_modules_and_torch_optim_update(env_name, opti
     for _ in range(3):
         algo.next_obs = collect_rollout(algo.env, algo.buffer, algo.acting_net, algo.generator, algo.next_obs)
         algo.global_step += cfg.num_envs * cfg.num_steps
-        algo.update()  # fills returns and advantages, then steps
+        algo.update(algo.acting_net.value(algo.next_obs))  # fills returns and advantages, then steps
         batch = algo.buffer.flat_tensors(torch.device("cpu"))
         loss, _ = actor_critic_loss(reference, batch, cfg.ent_coef, cfg.vf_coef, cfg.norm_adv)
         reference_opt.zero_grad()

@@ -49,7 +49,7 @@ def reference_update(algo, net, generator_state, lr: float) -> None:
 @pytest.mark.parametrize("env_name", ["CartPole", "Pendulum"])
 def test_fast_update_matches_reference_update(env_name):
     algo = make_ppo(env_name, num_envs=2, num_steps=64, num_minibatches=4, update_epochs=3, ent_coef=0.01)
-    algo.next_obs = algo.env.reset()
+    algo.rollouts.start()
     algo.collect_rollout()
     reference_net = copy.deepcopy(algo.net)  # a plain module: deepcopy gives each parameter its own storage
     initial_weight = algo.net.critic[0].weight.detach().clone()
@@ -120,7 +120,7 @@ def epoch_kls(algo) -> tuple[list[float], dict]:
 def test_target_kl_stops_after_the_first_epoch_whose_own_kl_exceeds_it():
     settings = dict(num_envs=2, num_steps=64, num_minibatches=4, update_epochs=8)
     reference = make_ppo("Pendulum", **settings)
-    reference.next_obs = reference.env.reset()
+    reference.rollouts.start()
     reference.collect_rollout()
     kls, _ = epoch_kls(reference)
     assert kls[0] < kls[1]  # the policy moves away from pi_old epoch by epoch
@@ -128,7 +128,7 @@ def test_target_kl_stops_after_the_first_epoch_whose_own_kl_exceeds_it():
     # epoch 2's own KL: the update must end after epoch 2.
     target = (kls[1] + (kls[0] + kls[1]) / 2) / 2
     algo = make_ppo("Pendulum", target_kl=target, **settings)
-    algo.next_obs = algo.env.reset()
+    algo.rollouts.start()
     algo.collect_rollout()
     stopped_kls, metrics = epoch_kls(algo)
     assert len(stopped_kls) == 2 and metrics["train/epochs_run"] == 2.0 and metrics["train/stopped_early"] == 1.0
@@ -208,7 +208,7 @@ def test_ppo_kl_composes_without_value_clipping_and_its_loss_uses_the_plain_squa
     algo_cfg = {k: v for k, v in composed.algo.items() if k != "_target_"}
     assert algo_cfg["objective"] == "kl_penalty" and algo_cfg["clip_vloss"] is False
     algo = make_ppo("Pendulum", **algo_cfg)
-    algo.next_obs = algo.env.reset()
+    algo.rollouts.start()
     algo.collect_rollout()
     mb = algo.buffer.flat_tensors(torch.device("cpu"))
     with torch.no_grad():
@@ -287,7 +287,7 @@ def test_merged_parameters_follow_optimiser_steps_and_loaded_checkpoints():
 @pytest.mark.parametrize("env_name", ["CartPole", "Pendulum"])
 def test_rollout_stores_the_learner_function_and_log_probs_of_the_stored_actions(env_name):
     algo = make_ppo(env_name, num_envs=2, num_steps=64)
-    algo.next_obs = algo.env.reset()
+    algo.rollouts.start()
     algo.collect_rollout()
     b = algo.buffer.flat_tensors(torch.device("cpu"))
     with torch.no_grad():

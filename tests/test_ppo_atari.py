@@ -73,7 +73,7 @@ def reference_ppo_loss(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], c
 def test_cnn_ppo_acts_and_learns_with_the_loss_and_gradient_of_a_plain_autograd_reference_on_pong():
     ppo = pong_ppo()
     assert isinstance(ppo.net, CNNActorCritic) and isinstance(ppo.acting_net, TorchActorCritic)
-    ppo.next_obs = ppo.env.reset()
+    ppo.rollouts.start()
     ppo.collect_rollout()
     batch = ppo.buffer.flat_tensors(torch.device("cpu"))
     params = {name: p.detach().clone().requires_grad_() for name, p in ppo.net.named_parameters()}
@@ -109,7 +109,8 @@ def test_cnn_heads_are_orthogonal_with_gain_001_for_the_policy_and_1_for_the_val
 
 def test_rollout_keeps_uint8_pixels_up_to_the_network():
     ppo = pong_ppo()
-    first_obs = ppo.next_obs = ppo.env.reset()
+    ppo.rollouts.start()
+    first_obs = ppo.rollouts.next_obs
     assert first_obs.dtype == np.uint8
     ppo.collect_rollout()
     assert ppo.buffer.obs.dtype == np.uint8
@@ -159,7 +160,7 @@ def test_cnn_acting_on_the_gpu_learner_matches_the_cpu():
     for on_gpu_out, on_cpu_out in zip(on_gpu.acting_net.dist_params_and_value(obs),
                                       on_cpu.acting_net.dist_params_and_value(obs), strict=True):
         np.testing.assert_allclose(on_gpu_out, on_cpu_out, rtol=1e-3, atol=1e-4)
-    on_gpu.next_obs = on_gpu.env.reset()
+    on_gpu.rollouts.start()
     on_gpu.collect_rollout()
     metrics = on_gpu.update()
     assert math.isfinite(metrics["train/value_loss"])

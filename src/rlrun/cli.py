@@ -38,6 +38,7 @@ def task(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     from rlrun.run import RunError, run  # imported here so that `rlrun --help` stays fast
+    from rlrun.sampler import SamplerError
 
     try:
         return run(cfg)
@@ -45,8 +46,8 @@ def task(cfg: DictConfig) -> float:
         # Refused before anything in the run directory changed: cli.log is left alone too.
         remove_if_only_log(Path(HydraConfig.get().runtime.output_dir))
         sys.exit(f"rlrun: error: {mask_url_passwords(str(error))}")
-    except RunError as error:
-        # A loss gone NaN or a full disk (the last good checkpoint is kept). SystemExit passes through
+    except (RunError, SamplerError) as error:
+        # A loss gone NaN, a full disk or a dead sampler worker (the last good checkpoint is kept). SystemExit passes through
         # Hydra's job runner (which would print a second report) and stops a multirun.
         exit_recorded(f"rlrun: error: {error}")
     except OSError as error:

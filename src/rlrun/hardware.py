@@ -1,4 +1,5 @@
-"""Hardware profiles: where the learner runs, how many torch threads, how envs are stepped."""
+"""Hardware profiles: where the learner runs, how many torch threads, how envs are stepped, and how many
+worker processes step them (A3C's actor-learners; the on-policy algorithms' sampler, rlrun.sampler)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ class HardwareConfig:
     device: str
     torch_threads: int = rule(POSITIVE)
     vector_backend: str = rule(one_of("sync", "async", "envpool"))
-    workers: int = rule(POSITIVE)
+    # A count, or "auto": one per usable core (os.sched_getaffinity) on a CUDA learner, 1 on the CPU.
+    workers: int | str = rule(("> 0 or auto", lambda v: v == "auto" if isinstance(v, str) else v > 0))
 
 
 @dataclass
@@ -41,12 +43,51 @@ def resolve(cfg) -> Hardware:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"hardware.device must be cpu, cuda, cuda:N or auto (got {hw.device!r})") from None
-    return Hardware(device, hw.torch_threads, hw.vector_backend, hw.workers)
+    return Hardware(device, hw.torch_threads, hw.vector_backend, resolve_workers(hw.workers, device))
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: the affinity mask (what SLURM, taskset or a container grant)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_workers(workers: int | str, device: torch.device) -> int:
+    """`auto`: with the learner on CUDA, one sampler worker per usable core (the envs are stepped on the
+    CPU while the GPU learns); on the CPU, 1 (today's in-process path: on 2 cores, workers pay only
+    with algo.overlap=true, which the user asks for; docs/sampler.md)."""
+    if workers != "auto":
+        return workers
+    return usable_cores() if device.type == "cuda" else 1
 
 
 def apply(hw: Hardware) -> None:
     """Set process-wide torch state for this run (again per job: multirun jobs share a process)."""
     torch.set_num_threads(hw.torch_threads)
+
+
+def plan(hw: Hardware, algo_cls: type, algo_cfg) -> str:
+    """The banner's words for how `algo_cls` uses this profile: processes, envs, threads."""
+    num_envs = getattr(algo_cfg, "num_envs", 1)
+    threads = f"{hw.torch_threads} torch thread{'s' * (hw.torch_threads > 1)}"
+    overlap = getattr(algo_cfg, "overlap", False)
+    if not getattr(algo_cls, "uses_workers", False):
+        unused = f" (hardware.workers={hw.workers} unused: this algorithm steps its envs in this process)" \
+            if hw.workers > 1 else ""
+        return f"{num_envs} env{'s' * (num_envs > 1)} stepped in this process{unused}, {threads}"
+    if not hasattr(algo_cfg, "overlap"):  # A3C: actor-learner processes, one env each
+        return f"{hw.workers} actor-learner worker process{'es' * (hw.workers > 1)} (one torch thread each)"
+    workers = min(hw.workers, num_envs)
+    if workers == 1 and not overlap:
+        unused = f" (hardware.workers={hw.workers} unused: one env)" if hw.workers > 1 else ""
+        return f"{num_envs} env{'s' * (num_envs > 1)} stepped in this process{unused}, {threads}"
+    capped = f" (hardware.workers={hw.workers} capped at algo.num_envs)" if workers < hw.workers else ""
+    backend = f" (hardware.vector_backend={hw.vector_backend} unused: each worker steps its envs in turn)" \
+        if hw.vector_backend != "sync" else ""
+    return (f"{num_envs} envs stepped by {workers} sampler worker process{'es' * (workers > 1)}{capped}{backend}, "
+            f"{'overlapping' if overlap else 'then'} the learner's update, {threads}")
 
 
 def describe(hw: Hardware) -> dict:

@@ -454,6 +454,7 @@ def experiment(cfg: DictConfig, run_dir: Path, algo_name: str, env_name: str,
                  "run directory %s", "resuming" if resumed else "training", algo_name, env_cfg.id, env_name,
                  f", tuned file {tuned}" if tuned else "", settings.seed, hw.device,
                  f"{settings.total_steps:,}", f" from step {start_step:,}" if resumed else "", run_dir)
+        log.info("hardware: %s", hardware.plan(hw, algo_cls, algo_cfg))
         return (yield from train(settings, run_dir, algo_name, env_name, env_cfg, algo, train_env, eval_env, logger,
                                  runner_state, run_config, start_step))
     finally:

@@ -52,7 +52,11 @@ def parallel_jobs(torch_threads: int, workers: int = 1) -> int:
     """One job keeps `torch_threads` cores busy in each of its `workers` processes (A3C has several,
     other algorithms one): more jobs than that oversubscribes the cores, and measured on 2 cores a
     second busy process cuts small-network PPO to 0.3x (ECOSYSTEM.md, "PyTorch on 2 cores")."""
-    return max(1, usable_cpus() // max(1, int(torch_threads) * int(workers)))
+    if workers == "auto":  # as rlrun.hardware.resolve_workers: one per core with CUDA, else 1
+        import torch
+
+        workers = usable_cpus() if torch.cuda.is_available() else 1
+    return max(1, usable_cpus() // max(1, int(torch_threads) * workers))
 
 
 def register() -> None:

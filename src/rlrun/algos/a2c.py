@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlrun.algos.onpolicy import SDESettings, act, build_networks, collect_rollout, dist_params_and_value, make_buffer
+from rlrun.algos.onpolicy import SDESettings, act, build_networks, dist_params_and_value, make_buffer, rollouts_for
 from rlrun.algos.ppo import explained_variance
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, one_of, rule
 from rlrun.envs import VecEnv
@@ -50,6 +50,7 @@ class A2CConfig(SDESettings):
     shared_torso: bool
     log_interval: int = rule(POSITIVE)
     clip_reward: bool = False  # (a default: configs saved before the key existed still load)
+    overlap: bool = False  # collect rollout k+1 while updating on rollout k (rlrun.sampler; docs/sampler.md)
 
 
 def make_optimizer(name: str, flat: torch.nn.Parameter, lr: float, alpha: float, eps: float,
@@ -90,6 +91,7 @@ class A2C:
 
     action_spaces = ("discrete", "multi_discrete", "multi_binary", "continuous")
     dict_observations = True  # rlrun.nets.dict_actor_critic
+    uses_workers = True  # hardware.workers: sampler worker processes (rlrun.algos.onpolicy.rollouts_for)
 
     def __init__(self, cfg: A2CConfig, env: VecEnv, network: MLPConfig | CNNConfig, hardware: Hardware, seed: int,
                  total_steps: int):
@@ -110,7 +112,10 @@ class A2C:
         self.generator = torch.Generator().manual_seed(seed)
         self.buffer = make_buffer(env, cfg.num_steps, cfg.num_envs, self.net)
         self.global_step = 0
-        self.next_obs: np.ndarray | None = None
+        # Stepped here, or by sampler workers (hardware.workers > 1 or algo.overlap; with the overlap the
+        # gradient is that of the policy one update older, a staleness of the kind A3C's workers have).
+        self.rollouts = rollouts_for(env, self.net, self.acting_net, network, hardware, cfg.overlap, self.buffer,
+                                     cfg.shared_torso)
 
     @classmethod
     def parse_config(cls, cfg) -> A2CConfig:
@@ -120,16 +125,21 @@ class A2C:
         return act(self.acting_net, obs, deterministic, self.generator)
 
     def learn(self) -> Iterator[dict]:
-        self.next_obs = self.env.reset()
+        try:
+            self.rollouts.start()
+            yield from self.iterations()
+        finally:
+            self.rollouts.close()
+
+    def iterations(self) -> Iterator[dict]:
         while True:
             # One yield per log_interval updates (SB3's log_interval): an update is only N * t_max steps,
             # and the runner's bookkeeping per yield would otherwise cost more than the update.
             sums = torch.zeros(4, device=self.device)
             for _ in range(self.cfg.log_interval):
-                self.next_obs = collect_rollout(self.env, self.buffer, self.acting_net, self.generator,
-                                                self.next_obs, self.cfg.clip_reward)
+                last_values = self.rollouts.collect(self.buffer, self.generator, self.cfg.clip_reward)
                 self.global_step += self.cfg.num_envs * self.cfg.num_steps
-                sums += self.update()
+                sums += self.update(last_values)
             policy_loss, value_loss, entropy, grad_norm = (sums / self.cfg.log_interval).tolist()
             returns, lengths = self.env.pop_episodes()
             yield {"global_step": self.global_step, "episodic_returns": returns, "episodic_lengths": lengths,
@@ -137,11 +147,10 @@ class A2C:
                    "train/grad_norm": grad_norm, "train/learning_rate": self.optimizer.param_groups[0]["lr"],
                    "train/explained_variance": explained_variance(self.buffer.values, self.buffer.returns)}
 
-    def update(self) -> torch.Tensor:
-        """One gradient step on the last rollout; returns, detached, [policy loss, value loss, entropy,
-        gradient norm before clipping]."""
+    def update(self, last_values: np.ndarray) -> torch.Tensor:
+        """One gradient step on the last rollout, whose states after the last step have values
+        `last_values`; returns, detached, [policy loss, value loss, entropy, gradient norm before clipping]."""
         cfg = self.cfg
-        last_values = self.acting_net.value(self.next_obs)
         if cfg.gae_lambda == 1.0:
             # The paper's n-step returns: R = r_t + gamma R, from R = V(s_{t_max}) backwards.
             self.buffer.finish_nstep(last_values, cfg.gamma)

@@ -151,6 +151,7 @@ class A3C:
     workers together; the workers keep training in the meantime."""
 
     action_spaces = ("discrete", "multi_discrete", "multi_binary", "continuous")
+    uses_workers = True  # hardware.workers: its actor-learner processes
 
     def __init__(self, cfg: A3CConfig, env: VecEnv, network: MLPConfig, hardware: Hardware, seed: int,
                  total_steps: int):

@@ -129,6 +129,51 @@ def collect_rollout(env: VecEnv, buffer: RolloutBuffer, acting_net: NumpyActorCr
     return next_obs
 
 
+class InProcessRollouts:
+    """Rollouts stepped in this process, acting between env steps (hardware.workers=1, algo.overlap=false):
+    the interface of rlrun.sampler.Sampler, which steps them in worker processes instead."""
+
+    def __init__(self, env: VecEnv, acting_net: NumpyActorCritic | TorchActorCritic):
+        self.env = env
+        self.acting_net = acting_net
+        self.next_obs: np.ndarray | None = None
+
+    def start(self) -> None:
+        self.next_obs = self.env.reset()
+
+    def collect(self, buffer: RolloutBuffer, generator: torch.Generator, clip_reward: bool = False) -> np.ndarray:
+        """Fill `buffer` (collect_rollout); returns V(s_T), GAE's bootstrap after the last step."""
+        self.next_obs = collect_rollout(self.env, buffer, self.acting_net, generator, self.next_obs, clip_reward)
+        return self.acting_net.value(self.next_obs)
+
+    def close(self) -> None:
+        pass
+
+
+def rollouts_for(env: VecEnv, net: ActorCritic, acting_net: NumpyActorCritic | TorchActorCritic,
+                 network: MLPConfig | CNNConfig, hardware, overlap: bool, buffer: RolloutBuffer,
+                 shared_torso: bool = False):
+    """Where an on-policy algorithm's rollouts come from: this process (InProcessRollouts), or with
+    `hardware.workers` > 1 or `overlap` the sampler's worker processes (rlrun.sampler, docs/sampler.md),
+    which fill the same RolloutBuffer (one worker process per env at most: with one env and no overlap,
+    this process). `net`: the learner's modules, which the workers copy."""
+    if min(hardware.workers, env.num_envs) == 1 and not overlap:
+        return InProcessRollouts(env, acting_net)
+    # The workers' policy copies act with the plain distributions of Box and Discrete actions on array observations.
+    unsupported = ("gSDE (algo.use_sde=true)" if getattr(net, "use_sde", False) else
+                   "Dict observations" if isinstance(env.observation_space, gym.spaces.Dict) else
+                   f"{type(env.action_space).__name__} actions"
+                   if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)) else None)
+    if unsupported is not None:
+        raise ConfigError(f"hardware.workers={hardware.workers} algo.overlap={str(overlap).lower()}: the sampler's "
+                          f"worker processes do not act with {unsupported}; set hardware.workers=1 "
+                          "algo.overlap=false")
+    from rlrun.sampler import Sampler  # its processes only when asked for
+
+    return Sampler(env, net, network, shared_torso, hardware.workers, overlap, buffer.obs.shape[0],
+                   buffer.obs.dtype, buffer.actions.dtype, build_networks)
+
+
 def make_buffer(env: VecEnv, num_steps: int, num_envs: int, net: ActorCritic) -> RolloutBuffer:
     # Discrete, MultiDiscrete and MultiBinary actions are stored as int64 indices or bits.
     action_dtype = np.float32 if env.continuous else np.int64

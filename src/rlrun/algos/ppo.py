@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from rlrun.algos.onpolicy import SDESettings, build_networks, collect_rollout, make_buffer
+from rlrun.algos.onpolicy import SDESettings, build_networks, make_buffer, rollouts_for
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, one_of, rule
 from rlrun.data.rollout import minibatches
 from rlrun.envs import VecEnv
@@ -54,6 +54,7 @@ class PPOConfig(SDESettings):
     kl_beta: float = rule(POSITIVE)
     kl_adaptive: bool
     clip_reward: bool = False  # (a default: configs saved before the key existed still load)
+    overlap: bool = False  # collect rollout k+1 while updating on rollout k (rlrun.sampler; docs/sampler.md)
 
     def __post_init__(self):
         batch = self.num_envs * self.num_steps
@@ -130,6 +131,7 @@ class PPO:
 
     action_spaces = ("discrete", "multi_discrete", "multi_binary", "continuous")
     dict_observations = True  # rlrun.nets.dict_actor_critic
+    uses_workers = True  # hardware.workers: sampler worker processes (rlrun.algos.onpolicy.rollouts_for)
 
     def __init__(self, cfg: PPOConfig, env: VecEnv, network: MLPConfig | CNNConfig, hardware: Hardware, seed: int,
                  total_steps: int):
@@ -154,7 +156,10 @@ class PPO:
         self.global_step = 0
         self.kl_beta = cfg.kl_beta
         self.buffer = make_buffer(env, cfg.num_steps, cfg.num_envs, self.net)
-        self.next_obs: np.ndarray | None = None
+        # The envs stepped here, or by sampler workers with hardware.workers > 1 or algo.overlap (then the
+        # rollout an update consumes was collected by the policy before the previous update: PPO's ratio
+        # and clipping are against its stored log-probabilities, so the objective stays that of the paper).
+        self.rollouts = rollouts_for(env, self.net, self.acting_net, network, hardware, cfg.overlap, self.buffer)
 
     @classmethod
     def parse_config(cls, cfg) -> PPOConfig:
@@ -171,20 +176,22 @@ class PPO:
     # --- the loop -------------------------------------------------------------------------------
 
     def learn(self) -> Iterator[dict]:
-        self.next_obs = self.env.reset()
-        while True:
-            self.collect_rollout()
-            metrics = self.update()
-            returns, lengths = self.env.pop_episodes()
-            yield {"global_step": self.global_step, "episodic_returns": returns, "episodic_lengths": lengths,
-                   **metrics}
+        try:
+            self.rollouts.start()
+            while True:
+                self.collect_rollout()
+                metrics = self.update()
+                returns, lengths = self.env.pop_episodes()
+                yield {"global_step": self.global_step, "episodic_returns": returns, "episodic_lengths": lengths,
+                       **metrics}
+        finally:
+            self.rollouts.close()
 
     def collect_rollout(self) -> None:
         """Run the policy for num_steps in each env, then compute GAE advantages."""
-        self.next_obs = collect_rollout(self.env, self.buffer, self.acting_net, self.generator, self.next_obs,
-                                        self.cfg.clip_reward)
+        last_values = self.rollouts.collect(self.buffer, self.generator, self.cfg.clip_reward)
         self.global_step += self.cfg.num_steps * self.cfg.num_envs
-        self.buffer.finish(self.acting_net.value(self.next_obs), self.cfg.gamma, self.cfg.gae_lambda)
+        self.buffer.finish(last_values, self.cfg.gamma, self.cfg.gae_lambda)
 
     def update(self) -> dict:
         """K epochs of minibatch Adam on the surrogate objective over the last rollout."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from rlrun.algos.onpolicy import act
-from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, rule
+from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, rule
 from rlrun.data import discounted_returns
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
@@ -42,6 +42,13 @@ class REINFORCEConfig:
     ent_coef: float = rule(NON_NEGATIVE)
     vf_coef: float = rule(NON_NEGATIVE)
     max_grad_norm: float | None = rule(POSITIVE)
+    overlap: bool = False  # refused: see __post_init__
+
+    def __post_init__(self):
+        if self.overlap:
+            raise ConfigError("algo.overlap=true is not supported by REINFORCE: its gradient estimate needs whole "
+                              "episodes of the current policy (no importance ratio corrects for an older one); "
+                              "use algo.overlap=false")
 
 
 def reinforce_loss(log_probs: torch.Tensor, weights: torch.Tensor, num_episodes: int) -> torch.Tensor:

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlrun.algos.onpolicy import SDESettings, act, build_actor_critic, collect_rollout, make_buffer
+from rlrun.algos.onpolicy import SDESettings, act, build_actor_critic, make_buffer, rollouts_for
 from rlrun.algos.ppo import explained_variance, value_loss
-from rlrun.config import POSITIVE, UNIT_INTERVAL, from_config, rule
+from rlrun.config import POSITIVE, UNIT_INTERVAL, ConfigError, from_config, rule
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
 from rlrun.nets import MLPConfig, NumpyActorCritic
@@ -49,6 +49,14 @@ class TRPOConfig(SDESettings):
     vf_epochs: int = rule(POSITIVE)
     vf_minibatch_size: int = rule(POSITIVE)
     adam_eps: float = rule(POSITIVE)
+    overlap: bool = False  # refused: see __post_init__
+
+    def __post_init__(self):
+        if self.overlap:
+            raise ConfigError("algo.overlap=true is not supported by TRPO: its trust region is around the policy "
+                              "that collected the rollout, and with the overlap's one-update lag the current "
+                              "policy already sits about max_kl from it; use algo.overlap=false "
+                              "(hardware.workers still steps the envs in worker processes)")
 
 
 def flat_grad(output: torch.Tensor, params: Sequence[torch.Tensor], **kwargs) -> torch.Tensor:
@@ -112,6 +120,7 @@ class TRPO:
     value function's regression."""
 
     action_spaces = ("discrete", "multi_discrete", "multi_binary", "continuous")
+    uses_workers = True  # hardware.workers: sampler worker processes (rlrun.algos.onpolicy.rollouts_for)
 
     def __init__(self, cfg: TRPOConfig, env: VecEnv, network: MLPConfig, hardware: Hardware, seed: int,
                  total_steps: int):
@@ -132,7 +141,8 @@ class TRPO:
         self.generator = torch.Generator().manual_seed(seed)
         self.buffer = make_buffer(env, cfg.num_steps, cfg.num_envs, self.net)
         self.global_step = 0
-        self.next_obs: np.ndarray | None = None
+        # Stepped here, or by sampler workers with hardware.workers > 1 (never overlapped: TRPOConfig).
+        self.rollouts = rollouts_for(env, self.net, self.acting_net, network, hardware, False, self.buffer)
 
     @classmethod
     def parse_config(cls, cfg) -> TRPOConfig:
@@ -142,11 +152,17 @@ class TRPO:
         return act(self.acting_net, obs, deterministic, self.generator)
 
     def learn(self) -> Iterator[dict]:
-        self.next_obs = self.env.reset()
+        try:
+            self.rollouts.start()
+            yield from self.iterations()
+        finally:
+            self.rollouts.close()
+
+    def iterations(self) -> Iterator[dict]:
         while True:
-            self.next_obs = collect_rollout(self.env, self.buffer, self.acting_net, self.generator, self.next_obs)
+            last_values = self.rollouts.collect(self.buffer, self.generator)
             self.global_step += self.cfg.num_envs * self.cfg.num_steps
-            self.buffer.finish(self.acting_net.value(self.next_obs), self.cfg.gamma, self.cfg.gae_lambda)
+            self.buffer.finish(last_values, self.cfg.gamma, self.cfg.gae_lambda)
             batch = self.buffer.flat_tensors(self.device)
             metrics = self.update_policy(batch)
             metrics |= self.update_critic(batch)

@@ -265,6 +265,9 @@ class VecEnv:
         self.steps = 0  # env steps taken, summed over envs
         self.started = False  # reset at least once: there are episodes in flight to save
         self.restored_obs: np.ndarray | None = None  # what the next reset() returns after load_state_dict
+        # rlrun.sampler.Sampler, when worker processes step copies of these envs: it then holds the
+        # episodes in flight (checkpoints ask it), while this object keeps the statistics and episodes.
+        self.sampler = None
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Reset every env; env i is seeded with `seed + i` (default: the seed given at construction).
@@ -365,6 +368,8 @@ class VecEnv:
         return state
 
     def episodes_state(self) -> dict:
+        if self.sampler is not None:
+            return self.sampler.episodes_state()
         if not isinstance(self.envs, SerialEnvs):
             raise EnvStateError(UNSAVED[self.backend])
         return {"env_id": self.cfg.id, "num_envs": self.num_envs, **self.envs.state_dict(),
@@ -399,6 +404,9 @@ class VecEnv:
         if (episodes["env_id"], episodes["num_envs"]) != (self.cfg.id, self.num_envs):
             return (f"they are {episodes['num_envs']} episodes of {episodes['env_id']}, "
                     f"not {self.num_envs} of {self.cfg.id}")
+        if self.sampler is not None:
+            self.started = True
+            return self.sampler.load_episodes(episodes)
         if not isinstance(self.envs, SerialEnvs):
             return UNSAVED[self.backend]
         try:
