@@ -200,12 +200,12 @@ def test_a2c_state_dict_round_trip_continues_identically():
     restored = make(7)
     restored.load_state_dict(copy.deepcopy(original.state_dict()))
     restored.env.load_state_dict(original.env.state_dict())
-    restored.next_obs = original.next_obs.copy()
+    restored.rollouts.next_obs = original.rollouts.next_obs.copy()
     # (learn() would reset the envs: one rollout and update of each, by hand, as learn() runs them.)
     for algo in (original, restored):
-        algo.next_obs = collect_rollout(algo.env, algo.buffer, algo.acting_net, algo.generator, algo.next_obs)
+        last_values = algo.rollouts.collect(algo.buffer, algo.generator)
         algo.global_step += 2 * algo.cfg.num_steps
-        algo.update()
+        algo.update(last_values)
     np.testing.assert_array_equal(original.buffer.actions, restored.buffer.actions)
     for key, value in original.state_dict()["net"].items():
         assert torch.equal(value, restored.state_dict()["net"][key]), key

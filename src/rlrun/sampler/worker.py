@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from rlrun.envs import VecEnv
+from rlrun.envs.normalize import RunningMeanStd
 from rlrun.envs.state import EnvStateError
 from rlrun.envs.vector import EnvConfig
 from rlrun.sampler.shared import SharedRollout
@@ -36,6 +37,9 @@ class FrozenStatistics:
         self.mean, self.var, self.record = mean, var, record
         self.row: int | None = None
         self.reset_batches: list[np.ndarray] = []
+
+    # VecEnv normalises through its statistics' own method: the same arithmetic on the frozen mean and var.
+    normalize = RunningMeanStd.normalize
 
     def update(self, batch: np.ndarray) -> None:
         if self.row is None:
