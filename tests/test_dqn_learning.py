@@ -1,7 +1,7 @@
 """DQN, Double DQN and Dueling DQN learn CartPole-v1 with their tuned settings (conf/tuned/*dqn_CartPole.yaml).
 
 The bar: an evaluation (10 greedy episodes, every 2,500 steps) averages >= 475 of 500, CartPole-v1's
-"solved" threshold, within the tuned budget (50k steps); the run stops at the first one, so a
+"solved" threshold, within the tuned budget (50k steps; Dueling 80k); the run stops at the first one, so a
 passing test costs only the steps to get there. What is asserted is the best evaluation, which is
 robust: every seed measured gets there well inside the budget (the margin below), while the step at which
 a run gets there, and a single final evaluation, move with rounding (another CPU or BLAS) and with the
@@ -11,14 +11,17 @@ a partly working one 100-200.
 
 Measured with `python scripts/dqn_test_seeds.py --seeds 0 1 2 3 4` (this test's loop, one process
 per run; 2-core EPYC, torch 2.13 CPU, RL Zoo's settings with torch's default init), the step of the
-first evaluation >= 475, of the 50k budget:
+first evaluation >= 475, and the budget:
 
-    seed            0      1      2      3      4
-    DQN           33k    30k    25k    15k    25k
-    Double DQN    35k    33k    35k    30k    25k
-    Dueling DQN   33k    25k    20k    (not measured before the deadline)
+    seed            0      1      2      3      4    budget
+    DQN           33k    30k    25k    15k    25k      50k
+    Double DQN    35k    33k    35k    30k    25k      50k
+    Dueling DQN   33k    25k    20k    50k    28k      80k
 
-The slowest seed leaves 15k steps (6 evaluations) of margin; the seed the test uses (0) 15-17k.
+Dueling DQN's seed 3 got there only at 50k, so its tuned budget is 80k (its first 50k steps are a
+50k run's, step for step: seed 2 re-measured gave the same evaluations). The slowest seed leaves 15k
+steps (6 evaluations) of margin for DQN and Double DQN, 30k for Dueling; the seed the test uses (0)
+15-47k.
 A seed that fails here on another machine is a reason to widen the budget (tuned total_steps), not to
 pick another seed.
 """
