@@ -187,7 +187,7 @@ def lockstep(args) -> None:
             p.copy_(q)
 
     def gap() -> float:
-        return max(float((p - q).abs().max()) for p, q in zip(sb3_params, rl_params, strict=True))
+        return max(float((p - q).detach().abs().max()) for p, q in zip(sb3_params, rl_params, strict=True))
 
     state = {"phase": 0, "batches": [], "sb3_step": 0, "rl_copied_at": 0, "sb3_copied_at": 0, "worst": 0.0,
              "first_phases": []}
