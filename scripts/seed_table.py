@@ -45,7 +45,7 @@ CASES = (
     Case("ppo-Pendulum", ("algo=ppo", "env=Pendulum", "total_steps=100000"), -300.0),
     Case("reinforce-CartPole", ("algo=reinforce", "env=CartPole"), 300.0),
     Case("a2c-CartPole", ("algo=a2c", "env=CartPole"), 475.0),
-    Case("a3c-CartPole", ("algo=a3c", "env=CartPole", "hardware.workers=1"), 475.0),
+    Case("a3c-CartPole", ("algo=a3c", "env=CartPole", "hardware.workers=1"), 475.0),  # its test: the best evaluation
     Case("trpo-CartPole", ("algo=trpo", "env=CartPole"), 475.0),
     Case("a2c-Pendulum", ("algo=a2c", "env=Pendulum"), -400.0),
     Case("trpo-Pendulum", ("algo=trpo", "env=Pendulum"), -400.0),

@@ -12,6 +12,7 @@ about 20 on CartPole-v1 and -1200 on Pendulum-v1; a swing-up that holds the pend
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -27,6 +28,10 @@ pytestmark = pytest.mark.slow
     ("a2c", "CartPole", 475.0, 475.0),
     # Seeds 0-4 final 500 each.
     ("trpo", "CartPole", 475.0, 475.0),
+    # A3C with one worker process (reproducible; with several, the OS interleaves their updates): seeds 0-4
+    # all reach 500, first at 60k/160k/40k/100k/40k of 200k steps, and all end at 500, but seed 1 was at 142 one
+    # evaluation before the end: the best evaluation is what holds (docs/benchmarks/value-methods.md).
+    ("a3c", "CartPole", -math.inf, 475.0),
     # gSDE at RL Zoo's settings: seeds 100-104 final -154/-165/-153/-154/-180, seeds 0 and 2 -105/-127 (docs/gsde.md):
     # a margin of 220 below the lowest.
     ("trpo", "Pendulum", -400.0, -400.0),
@@ -36,7 +41,8 @@ pytestmark = pytest.mark.slow
 ])
 def test_onpolicy_algorithm_reaches_the_bar(rlrun, tmp_path, algo, env, final_bar, best_bar):
     run_dir = tmp_path / "run"
-    result = rlrun(f"algo={algo}", f"env={env}", "seed=0", "logger=csv", "hardware=cpu", cwd=tmp_path,
+    workers = ["hardware.workers=1"] if algo == "a3c" else []
+    result = rlrun(f"algo={algo}", f"env={env}", "seed=0", "logger=csv", "hardware=cpu", *workers, cwd=tmp_path,
                    run_dir=run_dir, timeout=900)
     assert result.returncode == 0, result.describe()
     summary = json.loads((run_dir / "summary.json").read_text())
