@@ -65,7 +65,8 @@ def test_an_env_module_that_does_not_import_is_one_line(rlrun, tmp_path):
     result = rlrun("algo=ppo", "env=no_such_package_here:Thing-v0", *SHORT, cwd=tmp_path)
     assert result.returncode != 0
     (line,) = result.stderr_lines()
-    assert line.startswith("rlrun: error: env.id 'no_such_package_here:Thing-v0': its module cannot be imported")
+    assert line.startswith("rlrun: error: env.id 'no_such_package_here:Thing-v0': its module 'no_such_package_here' cannot "
+                           "be imported")
     assert not list(tmp_path.glob("outputs/*/*"))  # no run directory left behind
 
 

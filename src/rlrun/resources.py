@@ -33,3 +33,17 @@ def conf_dir() -> Path:
 
 
 CONF_DIR = conf_dir()
+ALGO_DIR = CONF_DIR / "algo"
+
+
+def algo_target(name: str) -> str:
+    """The `_target_` class of conf/algo/<name>.yaml, following its defaults list to the file it extends."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.load(ALGO_DIR / f"{name}.yaml")
+    if "_target_" in node:
+        return node["_target_"]
+    if "_target_" in node.get("algo", {}):  # a `# @package _global_` file: the algorithm is under algo:
+        return node["algo"]["_target_"]
+    parents = [entry for entry in node.get("defaults", []) if isinstance(entry, str) and entry != "_self_"]
+    return algo_target(parents[0])

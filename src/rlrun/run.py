@@ -42,13 +42,12 @@ from rlrun.envs import VecEnv, env_config, spaces_of
 from rlrun.envs.spaces import action_space_kind, check_spaces
 from rlrun.logging import Logger, logger_config, new_run_id
 from rlrun.nets import network_config
-from rlrun.resources import CONF_DIR
+from rlrun.resources import ALGO_DIR, algo_target
 from rlrun.returns import Segment, ValueCheck, value_check
 from rlrun.secrets import mask_log_lines, mask_url_passwords, recordable_config
 
 log = logging.getLogger("rlrun")
 
-ALGO_DIR = CONF_DIR / "algo"
 # The config groups and the run-level keys of conf/config.yaml: anything else at the top level is a typo
 # (`+totl_steps=...`) that would otherwise train silently with the default.
 GROUP_KEYS = ("algo", "env", "network", "hardware", "logger")
@@ -92,17 +91,6 @@ class RunConfig:
     def __post_init__(self):
         self.eval = from_config(EvalConfig, self.eval, "eval")
         self.checkpoint = from_config(CheckpointConfig, self.checkpoint, "checkpoint")
-
-
-def algo_target(name: str) -> str:
-    """The `_target_` class of conf/algo/<name>.yaml, following its defaults list to the file it extends."""
-    node = OmegaConf.load(ALGO_DIR / f"{name}.yaml")
-    if "_target_" in node:
-        return node["_target_"]
-    if "_target_" in node.get("algo", {}):  # a `# @package _global_` file: the algorithm is under algo:
-        return node["algo"]["_target_"]
-    parents = [entry for entry in node.get("defaults", []) if isinstance(entry, str) and entry != "_self_"]
-    return algo_target(parents[0])
 
 
 def algorithms_for(kind: str) -> list[str]:

@@ -75,7 +75,7 @@ def check_spaces(algo_cls: type, algo_name: str, env_name: str, observation_spac
 def algorithms_class(name: str) -> type:
     from hydra.utils import get_class
 
-    from rlrun.run import algo_target
+    from rlrun.resources import algo_target
 
     return get_class(algo_target(name))
 
