@@ -99,6 +99,9 @@ def specs(a3c_workers: int, sampler_workers: int, scale: float, fallback_env: bo
                                                           "algo.overlap=true"], env="Pong", keep_checkpoint=False),
         Spec("ppo_64envs_sampler", "ppo", steps(65_536), ["algo.num_envs=64", "algo.num_steps=64",
                                                            "algo.num_minibatches=4",
+                                                           # (plain Gaussian noise: the workers do not act with gSDE,
+                                                           # which the CPU rehearsal's Pendulum tuned file turns on)
+                                                           "algo.use_sde=false",
                                                            f"hardware.workers={sampler_workers}",
                                                            "algo.overlap=true"], keep_checkpoint=False),
         # K actor-learner processes on K cores; rows every 5k steps, so that the steady rate is the
