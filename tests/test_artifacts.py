@@ -112,6 +112,22 @@ def test_rlrun_eval_export_onnx_without_the_onnx_package_is_refused_before_anyth
     assert files_under(cartpole_run) == run_before and not any(tmp_path.iterdir())
 
 
+def test_rlrun_eval_video_of_an_env_that_cannot_render_is_refused_before_anything(cartpole_run: Path, rlrun: RLRun,
+                                                                                   tmp_path):
+    """CartPole draws with pygame (gymnasium's classic-control extra, which rlrun does not install): without it,
+    video=true is refused after one trial frame, before the export, the episodes or the videos/ folder."""
+    import importlib.util
+
+    if importlib.util.find_spec("pygame") is not None:
+        pytest.skip("pygame is installed here: CartPole renders")
+    run_before = files_under(cartpole_run)
+    proc = rlrun_eval(cartpole_run, "video=true", "export=policy.pt", cwd=tmp_path, env=rlrun.env(tmp_path))
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlrun-eval: error: rendering CartPole-v1 needs a package: "), lines
+    assert files_under(cartpole_run) == run_before and not any(tmp_path.iterdir())
+
+
 # --- best.pt: what evaluation needs, no replay buffer ----------------------------------------------------
 
 

@@ -331,7 +331,9 @@ def eval_main() -> None:
     mean +- std and writes every episode's return and length to <run dir>/eval/<time>_<checkpoint>.json.
     video=true writes one MP4 per episode under <run dir>/videos/ (rendering is slow without a GPU,
     ~10 frames/s: cap it with video_frames=300 video_size=[320,240]); env.<key>=... changes the env
-    (env.max_episode_steps=200); export= writes the deterministic acting network for deployment.
+    (env.max_episode_steps=200); export= writes the deterministic acting network for deployment (inputs
+    [batch, *observation shape], float32; .onnx needs the export extra: pip install 'rlrun[export]').
+    Every argument is checked before the first episode; a bad one is refused in one line, writing nothing.
     A run directory is data: the modules its config names outside rlrun and gymnasium (an env package,
     wrapper or algorithm classes) are imported only with trust_code=true (your own envs' runs, or runs you trust)."""
     argv = sys.argv[1:]
