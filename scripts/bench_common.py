@@ -1,15 +1,27 @@
-"""What every benchmark round of rlrun shares: configs from conf/, a timed training loop, and the PPO
-comparison's settings (bench_speed.py and bench_startup.py both use them, so neither imports the other)."""
+"""What every benchmark round of rlrun shares: configs from conf/, a timed training loop, the PPO
+comparison's settings (bench_speed.py and bench_startup.py both use them, so neither imports the other),
+and the comparisons against Stable-Baselines3's runner and evaluation (compare_*_sb3.py).
+
+torch and rlrun are imported inside the functions that need them: the compare scripts' parent process
+only starts runs, and stays light."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 from omegaconf import OmegaConf
 
-from rlrun.hardware import Hardware
+if TYPE_CHECKING:
+    from rlrun.hardware import Hardware
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -39,6 +51,10 @@ def load(group: str, name: str, overrides: dict) -> dict:
 
 def cpu(workers: int = 1) -> Hardware:
     """The CPU profile at the thread count bench_speed.py set for both libraries."""
+    import torch
+
+    from rlrun.hardware import Hardware
+
     return Hardware(torch.device("cpu"), torch.get_num_threads(), "sync", workers)
 
 
@@ -57,3 +73,61 @@ def timed_learning(algo, budget: int, timed_from: int = 0) -> tuple[int, float, 
             break
     learning.close()
     return algo.global_step - start_step, time.perf_counter() - start, returns
+
+
+# --- rlrun against Stable-Baselines3, seed by seed (compare_*_sb3.py) ----------------------------------
+
+# Both sides are evaluated as rlrun's runner evaluates: EVAL_EPISODES episodes of the greedy policy on one
+# env seeded seed + EVAL_SEED_OFFSET.
+EVAL_EPISODES = 10
+EVAL_SEED_OFFSET = 10_000  # conf/config.yaml's eval.seed_offset
+
+
+@contextmanager
+def runs_directory(keep: str | None, prefix: str) -> Iterator[str]:
+    """Where the rlrun runs write: `keep` (created, and left behind) or a temporary directory."""
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        yield keep
+    else:
+        with tempfile.TemporaryDirectory(prefix=prefix) as out_dir:
+            yield out_dir
+
+
+def run_rlrun_cli(algo: str, env: str, seed: int, steps: int | None, overrides: list[str],
+                  run_dir: Path) -> tuple[dict, float]:
+    """(summary.json, seconds) of one run of rlrun's CLI as a user starts it, `rlrun algo=<algo> env=<env>`
+    (so conf/tuned/ applies), with `logger=csv hardware=cpu`, the comparison's evaluation and `overrides`,
+    into `run_dir`. `steps` None keeps the config's total_steps."""
+    budget = [f"total_steps={steps}"] if steps else []
+    args = [sys.executable, "-m", "rlrun.cli", f"algo={algo}", f"env={env}", f"seed={seed}", *budget,
+            "logger=csv", "hardware=cpu", f"eval.episodes={EVAL_EPISODES}", f"eval.seed_offset={EVAL_SEED_OFFSET}",
+            *overrides, f"hydra.run.dir={run_dir}"]
+    start = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=run_dir.parent)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+    return json.loads((run_dir / "summary.json").read_text()), seconds
+
+
+def sb3_eval_return(model, env_id: str, seed: int) -> float:
+    """Mean return of an SB3 `model`'s deterministic policy over EVAL_EPISODES episodes of one `env_id`
+    env, the first reset seeded seed + EVAL_SEED_OFFSET and later episodes continuing its stream, as
+    rlrun's evaluation does."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET)
+    returns: list[float] = []
+    episode_return = 0.0
+    while len(returns) < EVAL_EPISODES:
+        action, _ = model.predict(obs, deterministic=True)
+        obs, reward, terminated, truncated, _ = env.step(int(action))
+        episode_return += float(reward)
+        if terminated or truncated:
+            returns.append(episode_return)
+            episode_return = 0.0
+            obs, _ = env.reset()
+    env.close()
+    return float(np.mean(returns))

@@ -17,41 +17,26 @@ To measure another checkout of rlrun, put its src/ first: `PYTHONPATH=/path/to/c
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+from bench_common import EVAL_EPISODES, run_rlrun_cli, runs_directory, sb3_eval_return
 
-EVAL_EPISODES = 10
-EVAL_SEED_OFFSET = 10_000  # conf/config.yaml's eval.seed_offset
 NUM_ENVS = 8  # RL Zoo's n_envs for A2C on CartPole-v1
 
 
 def run_rlrun(seed: int, steps: int, overrides: list[str], out_dir: str) -> tuple[float, float]:
     """(final evaluation mean return, seconds) of one rlrun CLI run."""
-    run_dir = Path(out_dir).resolve() / f"rlrun_seed{seed}"
-    args = [sys.executable, "-m", "rlrun.cli", "algo=a2c", "env=CartPole", f"seed={seed}", f"total_steps={steps}",
-            "logger=csv", "hardware=cpu", f"eval.episodes={EVAL_EPISODES}", f"eval.seed_offset={EVAL_SEED_OFFSET}",
-            *overrides, f"hydra.run.dir={run_dir}"]
-    start = time.perf_counter()
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=out_dir)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary, seconds = run_rlrun_cli("a2c", "CartPole", seed, steps, overrides,
+                                     Path(out_dir).resolve() / f"rlrun_seed{seed}")
     return float(summary["final_eval_mean_return"]), seconds
 
 
 def run_sb3(seed: int, steps: int) -> tuple[float, float]:
     """(final evaluation mean return, seconds) of SB3's A2C with RL Zoo's CartPole-v1 settings."""
-    import gymnasium as gym
     import torch
     from stable_baselines3 import A2C
     from stable_baselines3.common.env_util import make_vec_env
@@ -62,19 +47,7 @@ def run_sb3(seed: int, steps: int) -> tuple[float, float]:
                 device="cpu")
     model.learn(steps)
     seconds = time.perf_counter() - start
-    env = gym.make("CartPole-v1")
-    obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET)  # later episodes continue the seeded stream, as rlrun's
-    returns: list[float] = []
-    episode_return = 0.0
-    while len(returns) < EVAL_EPISODES:
-        action, _ = model.predict(obs, deterministic=True)
-        obs, reward, terminated, truncated, _ = env.step(int(action))
-        episode_return += float(reward)
-        if terminated or truncated:
-            returns.append(episode_return)
-            episode_return = 0.0
-            obs, _ = env.reset()
-    return float(np.mean(returns)), seconds
+    return sb3_eval_return(model, "CartPole-v1", seed), seconds
 
 
 def main() -> None:
@@ -87,10 +60,7 @@ def main() -> None:
     parser.add_argument("--keep", metavar="DIR", help="keep rlrun's run directories (eval.csv: the curves) in DIR")
     args = parser.parse_args()
 
-    if args.keep:
-        Path(args.keep).mkdir(parents=True, exist_ok=True)
-    with (tempfile.TemporaryDirectory(prefix="compare_a2c_") if not args.keep else nullcontext(args.keep)) as out_dir, \
-            ProcessPoolExecutor(args.jobs) as pool:
+    with runs_directory(args.keep, "compare_a2c_") as out_dir, ProcessPoolExecutor(args.jobs) as pool:
         rlrun_runs = {s: pool.submit(run_rlrun, s, args.steps, args.rlrun, out_dir) for s in args.seeds}
         sb3_runs = {} if args.skip_sb3 else {s: pool.submit(run_sb3, s, args.steps) for s in args.seeds}
         rows = [(s, rlrun_runs[s].result(), sb3_runs[s].result() if s in sb3_runs else None) for s in args.seeds]

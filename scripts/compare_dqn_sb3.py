@@ -24,22 +24,15 @@ To measure another checkout of rlrun, put its src/ first: `PYTHONPATH=/path/to/c
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+from bench_common import CONF, EVAL_EPISODES, run_rlrun_cli, runs_directory, sb3_eval_return
 
-EVAL_EPISODES = 10
-EVAL_SEED_OFFSET = 10_000  # conf/config.yaml's eval.seed_offset
 RLRUN_ALGOS = ("dqn", "double_dqn", "dueling_dqn")
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def composed(algo: str, overrides: list[str]):
@@ -52,17 +45,8 @@ def composed(algo: str, overrides: list[str]):
 
 def run_rlrun(algo: str, seed: int, steps: int | None, overrides: list[str], out_dir: str) -> dict:
     """Final and best evaluation mean return, and seconds, of one rlrun CLI run."""
-    run_dir = Path(out_dir).resolve() / f"{algo}_seed{seed}"
-    budget = [f"total_steps={steps}"] if steps else []
-    args = [sys.executable, "-m", "rlrun.cli", f"algo={algo}", "env=CartPole", f"seed={seed}", *budget,
-            "logger=csv", "hardware=cpu", f"eval.episodes={EVAL_EPISODES}", f"eval.seed_offset={EVAL_SEED_OFFSET}",
-            *overrides, f"hydra.run.dir={run_dir}"]
-    start = time.perf_counter()
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=out_dir)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary, seconds = run_rlrun_cli(algo, "CartPole", seed, steps, overrides,
+                                     Path(out_dir).resolve() / f"{algo}_seed{seed}")
     return {"final": float(summary["final_eval_mean_return"]), "best": float(summary["best_eval_mean_return"]),
             "seconds": seconds}
 
@@ -96,7 +80,6 @@ def sb3_dqn(cfg, seed: int, steps: int):
 
 def run_sb3(seed: int, steps: int | None, overrides: list[str]) -> dict:
     """Final evaluation mean return and seconds of SB3's DQN with rlrun's settings for algo=dqn."""
-    import gymnasium as gym
     import torch
 
     torch.set_num_threads(1)  # as rlrun's hardware=cpu
@@ -106,26 +89,11 @@ def run_sb3(seed: int, steps: int | None, overrides: list[str]) -> dict:
     model = sb3_dqn(cfg, seed, steps)
     model.learn(steps)
     seconds = time.perf_counter() - start
-    env = gym.make("CartPole-v1")
-    obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET)  # later episodes continue the seeded stream, as rlrun's
-    returns: list[float] = []
-    episode_return = 0.0
-    while len(returns) < EVAL_EPISODES:
-        action, _ = model.predict(obs, deterministic=True)
-        obs, reward, terminated, truncated, _ = env.step(int(action))
-        episode_return += float(reward)
-        if terminated or truncated:
-            returns.append(episode_return)
-            episode_return = 0.0
-            obs, _ = env.reset()
-    return {"final": float(np.mean(returns)), "best": float("nan"), "seconds": seconds}
+    return {"final": sb3_eval_return(model, "CartPole-v1", seed), "best": float("nan"), "seconds": seconds}
 
 
 def table(args) -> None:
-    if args.keep:
-        Path(args.keep).mkdir(parents=True, exist_ok=True)
-    with (tempfile.TemporaryDirectory(prefix="compare_dqn_") if not args.keep else nullcontext(args.keep)) as out_dir, \
-            ProcessPoolExecutor(args.jobs) as pool:
+    with runs_directory(args.keep, "compare_dqn_") as out_dir, ProcessPoolExecutor(args.jobs) as pool:
         runs = {(algo, seed): (pool.submit(run_sb3, seed, args.steps, args.rlrun) if algo == "sb3" else
                                pool.submit(run_rlrun, algo, seed, args.steps, args.rlrun, out_dir))
                 for algo in args.algos for seed in args.seeds}
