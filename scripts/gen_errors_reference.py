@@ -142,11 +142,17 @@ def module_name(src: Path, path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def parsed_modules(src: Path) -> list[tuple[str, ast.Module]]:
+    """(module name, syntax tree) of every .py file under `src`, in path order: the one walk that both
+    the messages and the rules are read from."""
+    return [(module_name(src, path), ast.parse(path.read_text(), str(path))) for path in sorted(src.rglob("*.py"))]
+
+
 def find_messages(src: Path) -> list[Message]:
     found = []
-    for path in sorted(src.rglob("*.py")):
-        finder = Finder(module_name(src, path))
-        finder.visit(ast.parse(path.read_text(), str(path)))
+    for module, tree in parsed_modules(src):
+        finder = Finder(module)
+        finder.visit(tree)
         found += finder.found
     return found
 
@@ -166,8 +172,8 @@ def find_rules(src: Path) -> list[RuleField]:
     """Every `name: type = rule(CHECK)` field of a config dataclass: from_config refuses a value that
     breaks it with `<group>.<name> must be <rule> (got <value>)`."""
     fields = []
-    for path in sorted(src.rglob("*.py")):
-        for cls in ast.walk(ast.parse(path.read_text())):
+    for module, tree in parsed_modules(src):
+        for cls in ast.walk(tree):
             if not isinstance(cls, ast.ClassDef):
                 continue
             for stmt in cls.body:
@@ -181,7 +187,7 @@ def find_rules(src: Path) -> list[RuleField]:
                         text = "one of " + ", ".join(ast.unparse(a).strip("'\"") for a in check.args)
                     else:
                         text = ast.unparse(check)
-                    fields.append(RuleField(module_name(src, path), cls.name, stmt.target.id, text))
+                    fields.append(RuleField(module, cls.name, stmt.target.id, text))
     return fields
 
 
