@@ -13,7 +13,6 @@ been accepted and the directory is locked against a second process.
 from __future__ import annotations
 
 import fcntl
-import importlib
 import json
 import logging
 import math
@@ -326,21 +325,6 @@ def applied_tuned_file(hydra_cfg) -> str | None:
     return None
 
 
-def import_env_module(env_id: str) -> None:
-    """The module of an env id `module:Env-v0`, imported now so that one that cannot be (not installed, a
-    missing dependency, an error at import) is one line before anything is written, not a traceback."""
-    module = env_id.split(":", 1)[0] if isinstance(env_id, str) and ":" in env_id else None
-    if module is None:
-        return
-    try:
-        importlib.import_module(module)
-    except Exception as error:  # noqa: BLE001 -- any error importing it: ImportError, SyntaxError, its own
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ConfigError(f"env.id {env_id!r}: its module {module!r} cannot be imported ({type(error).__name__}"
-                          f"{': ' + first if first else ''}); install the package that provides it, or put it on "
-                          "PYTHONPATH") from None
-
-
 def warn_if_no_update(algo_cfg, total_steps: int) -> None:
     """A budget that cannot reach the algorithm's first update trains nothing: say so at the start."""
     learning_starts = getattr(algo_cfg, "learning_starts", None)
@@ -365,7 +349,6 @@ def check_config(cfg: DictConfig, algo_name: str, env_name: str):
         raise ConfigError(f"unknown top-level key '{unknown[0]}'; valid keys: {', '.join(RUN_KEYS)} "
                           f"and the groups {', '.join(GROUP_KEYS)}")
     settings = from_config(RunConfig, {k: cfg[k] for k in RUN_KEYS if k in cfg}, "config")
-    import_env_module(cfg.env.get("id"))
     env_cfg = env_config(cfg.env)
     net_cfg = network_config(cfg.network)
     hw = hardware.resolve(cfg.hardware)

@@ -91,6 +91,22 @@ def env_config(cfg: Any) -> EnvConfig:
     return from_config(EnvConfig, cfg, "env")
 
 
+def import_env_module(env_id: str) -> None:
+    """The module of an env id `module:Env-v0`, imported before gymnasium.make so that one that cannot be
+    (not installed, a missing dependency, an error at import) is one line naming it, not a traceback or
+    gymnasium's own message."""
+    if ":" not in env_id:
+        return
+    module = env_id.split(":", 1)[0]
+    try:
+        importlib.import_module(module)
+    except Exception as error:  # noqa: BLE001 -- any error importing it: ImportError, SyntaxError, its own
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ConfigError(f"env.id {env_id!r}: its module {module!r} cannot be imported ({type(error).__name__}"
+                          f"{': ' + first if first else ''}); install the package that provides it, or put it on "
+                          "PYTHONPATH") from None
+
+
 def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
     """One gymnasium env as the config describes it (unseeded: the vector env seeds it on reset)."""
     if multiprocessing.parent_process() is not None:
@@ -115,14 +131,16 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
 
         mujoco_models.no_log_file()
         kwargs = mujoco_models.model_kwargs(cfg.id, kwargs)  # HalfCheetah without MuJoCo 4's deprecation warning
+    import_env_module(cfg.id)
     try:
         env = gym.make(cfg.id, max_episode_steps=max_episode_steps, **kwargs)
         mujoco_models.no_log_file()  # a user's env that loaded MuJoCo: no MUJOCO_LOG.TXT in the working directory
     except gym.error.Error as error:
         raise ConfigError(f"env.id {cfg.id!r} cannot be made: {error}") from None
-    except ImportError as error:  # env=<module>:<id> whose module does not import
-        raise ConfigError(f"env.id {cfg.id!r}: its module cannot be imported ({str(error).splitlines()[0]}); "
-                          "check the module name and that it is on PYTHONPATH or installed") from None
+    except ImportError as error:  # the env's entry point, or a package its constructor imports
+        raise ConfigError(f"env.id {cfg.id!r} cannot be made: a module it needs cannot be imported "
+                          f"({str(error).splitlines()[0]}); install the package that provides it, or put it on "
+                          "PYTHONPATH") from None
     except TypeError as error:
         raise ConfigError(f"env.kwargs {cfg.kwargs} do not fit {cfg.id}: {error}") from None
     if cfg.wrappers == "atari":
