@@ -33,11 +33,10 @@ from rlrun.hardware import Hardware
 from rlrun.nets import MLPConfig, NumpyActorCritic
 from rlrun.nets.flat import clip_grad_norm_, flatten_parameters
 from rlrun.optim import Adam, RMSprop
+from rlrun.processes import stop_processes
 
 # Messages from a worker that it sends at most this often (its episodes and loss statistics).
 REPORT_SECONDS = 0.2
-# How long a stopping worker gets to finish its update and exit before it is terminated.
-JOIN_SECONDS = 5.0
 
 
 @dataclass
@@ -261,19 +260,9 @@ class A3C:
         return [m for m in received if m[0] == "report"]
 
     def shutdown(self, stop, messages) -> None:
-        """Stop every worker, whatever brought us here: ask, wait JOIN_SECONDS, then terminate."""
+        """Stop every worker, whatever brought us here: ask, then wait, terminate, kill (stop_processes)."""
         stop.set()
-        deadline = time.monotonic() + JOIN_SECONDS
-        for process in self.workers:
-            if process.pid is not None:
-                process.join(max(deadline - time.monotonic(), 0))
-        for process in self.workers:
-            if process.is_alive():
-                process.terminate()
-                process.join(JOIN_SECONDS)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        stop_processes(self.workers)
         # Messages left unread must not keep this process waiting on the queue's feeder thread.
         messages.cancel_join_thread()
         messages.close()

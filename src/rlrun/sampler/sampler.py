@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import time
 from multiprocessing.connection import wait
 
 import numpy as np
@@ -33,12 +32,11 @@ import torch
 
 from rlrun.envs import VecEnv
 from rlrun.envs.state import EnvStateError, generator_state, set_generator_state
+from rlrun.processes import stop_processes
 from rlrun.sampler.shared import SharedRollout
 from rlrun.sampler.worker import STEP_ARRAYS, WorkerSpec, run_worker
 
 log = logging.getLogger("rlrun")
-
-JOIN_SECONDS = 5.0  # a stopped worker gets this long to exit before it is terminated
 
 
 class SamplerError(RuntimeError):
@@ -118,16 +116,7 @@ class Sampler:
                 pass
             if self.in_flight:
                 process.terminate()  # mid-rollout: nothing it holds is kept, no need to wait for the rollout's end
-        deadline = time.monotonic() + JOIN_SECONDS
-        for process in self.processes:
-            process.join(max(deadline - time.monotonic(), 0))
-        for process in self.processes:
-            if process.is_alive():
-                process.terminate()
-                process.join(JOIN_SECONDS)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        stop_processes(self.processes)
         for conn in self.conns:
             conn.close()
         self.processes, self.conns, self.in_flight = [], [], False
