@@ -25,18 +25,21 @@ if TYPE_CHECKING:
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
+# The agent every on-policy comparison on HalfCheetah trains on both sides (PPO in bench_speed.py and
+# bench_startup.py, A2C, TRPO and A3C in bench_onpolicy.py): separate 64x64 tanh actor and critic,
+# orthogonal init, state-independent log std starting at 0, observation and reward normalisation.
+ONPOLICY_ENV_ID = "HalfCheetah-v5"
+ONPOLICY_NETWORK = dict(hidden_sizes=[64, 64], activation="tanh", ortho_init=True, log_std_init=0.0)
+ONPOLICY_NORMALIZE = dict(normalize_obs=True, normalize_reward=True, clip_obs=10.0, clip_reward=10.0)
 # PPO against SB3 (bench_speed.py's ppo row, bench_startup.py's whole-process row): one source of truth
 # for both sides; merged over conf/algo/ppo.yaml so an edit there cannot make the comparison unequal
 # without anyone noticing.
-PPO_ENV_ID = "HalfCheetah-v5"
 PPO_HPARAMS = dict(num_envs=1, num_steps=2048, num_minibatches=32, update_epochs=10, learning_rate=3e-4,
                    anneal_lr=True, adam_eps=1e-5, gamma=0.99, gae_lambda=0.95, norm_adv=True, clip_coef=0.2,
                    clip_vloss=False, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, target_kl=None)
 # Value losses differ in form between the libraries: rlrun's is 0.5 * MSE (clipped as max(unclipped,
 # clipped), as in OpenAI baselines), SB3's is MSE of the clipped prediction alone. Unclipped on both
 # sides and SB3's coefficient halved make the two objectives the same function.
-PPO_NETWORK = dict(hidden_sizes=[64, 64], activation="tanh", ortho_init=True, log_std_init=0.0)
-PPO_NORMALIZE = dict(normalize_obs=True, normalize_reward=True, clip_obs=10.0, clip_reward=10.0)
 
 
 def load(group: str, name: str, overrides: dict) -> dict:
@@ -73,6 +76,54 @@ def timed_learning(algo, budget: int, timed_from: int = 0) -> tuple[int, float, 
             break
     learning.close()
     return algo.global_step - start_step, time.perf_counter() - start, returns
+
+
+def timed_onpolicy_round(cls, algo_cfg, budget: int, seed: int, workers: int = 1) -> tuple[int, float, list[float]]:
+    """A bench_speed.py round of rlrun's on-policy algorithm `cls` (its parsed `algo_cfg`) on the
+    ONPOLICY_* env and network: (steps, seconds, training episodic returns) as timed_learning."""
+    from rlrun.envs import VecEnv, env_config
+    from rlrun.nets import network_config
+
+    env_cfg = env_config(load("env", "HalfCheetah", {"id": ONPOLICY_ENV_ID, **ONPOLICY_NORMALIZE}))
+    net_cfg = network_config(load("network", "mlp", ONPOLICY_NETWORK))
+    env = VecEnv(env_cfg, getattr(algo_cfg, "num_envs", 1), seed, "sync", algo_cfg.gamma)
+    result = timed_learning(cls(algo_cfg, env, net_cfg, cpu(workers), seed, total_steps=budget), budget)
+    env.close()
+    return result
+
+
+def sb3_onpolicy_env(gamma: float, num_envs: int):
+    """SB3's side of the ONPOLICY_* env: `num_envs` HalfCheetahs with VecNormalize's clipping."""
+    import gymnasium as gym
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    # Monitor records the raw episode returns that model.ep_info_buffer reports; SB3 adds it itself
+    # only when given a bare gym env, not a VecEnv.
+    return VecNormalize(DummyVecEnv([lambda: Monitor(gym.make(ONPOLICY_ENV_ID))] * num_envs), gamma=gamma,
+                        clip_obs=ONPOLICY_NORMALIZE["clip_obs"], clip_reward=ONPOLICY_NORMALIZE["clip_reward"])
+
+
+def sb3_onpolicy_policy_kwargs(**optimizer_kwargs) -> dict:
+    """SB3's MlpPolicy as the ONPOLICY_NETWORK (separate actor and critic torsos)."""
+    import torch
+
+    hidden = ONPOLICY_NETWORK["hidden_sizes"]
+    return dict(net_arch=dict(pi=hidden, vf=hidden), activation_fn=torch.nn.Tanh,
+                ortho_init=ONPOLICY_NETWORK["ortho_init"], log_std_init=ONPOLICY_NETWORK["log_std_init"],
+                **(dict(optimizer_kwargs=optimizer_kwargs) if optimizer_kwargs else {}))
+
+
+def timed_sb3_round(model, venv, budget: int) -> tuple[int, float, list[float]]:
+    """Train an SB3 `model` for `budget` steps: (steps, seconds, training episodic returns)."""
+    start = time.perf_counter()
+    model.learn(budget)
+    seconds = time.perf_counter() - start
+    # A fresh model per round, and HalfCheetah's episodes are 1,000 steps: a round of up to 100,000
+    # steps fits the 100-episode buffer, so this is every episode of the round.
+    returns = [float(info["r"]) for info in model.ep_info_buffer]
+    venv.close()
+    return model.num_timesteps, seconds, returns
 
 
 # --- rlrun against Stable-Baselines3, seed by seed (compare_*_sb3.py) ----------------------------------

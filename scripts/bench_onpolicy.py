@@ -3,10 +3,10 @@
 Each entry: name -> (rlrun round, baseline round or None, baseline name); a round takes
 (budget steps, seed) and returns (steps taken, seconds, training episodic returns).
 
-Both sides train the same agent on HalfCheetah-v5 (separate 64x64 tanh actor and critic, orthogonal
-init, state-independent log std starting at 0, observation and reward normalisation) with the
-hyperparameters of A2C_HPARAMS / TRPO_HPARAMS below, at the thread count bench_speed.py sets for
-both. A2C's value loss is vf_coef * MSE on both sides; TRPO's value function (rlrun 1/2 MSE, SB3 MSE)
+Both sides train the same agent on HalfCheetah-v5 (bench_common's ONPOLICY_*: separate 64x64 tanh actor
+and critic, orthogonal init, state-independent log std starting at 0, observation and reward
+normalisation) with the hyperparameters of A2C_HPARAMS / TRPO_HPARAMS below, at the thread count
+bench_speed.py sets for both. A2C's value loss is vf_coef * MSE on both sides; TRPO's value function (rlrun 1/2 MSE, SB3 MSE)
 is fitted by Adam, which is invariant to that factor of 2.
 
 A3C has no baseline here: its rounds time 1 and 2 worker processes, worker start-up (spawning a
@@ -15,25 +15,14 @@ Python interpreter each) included, since that is part of what an A3C run costs.
 
 from __future__ import annotations
 
-import time
-
-import gymnasium as gym
-import torch
-from bench_common import cpu, load, timed_learning
+from bench_common import sb3_onpolicy_env, sb3_onpolicy_policy_kwargs, timed_onpolicy_round, timed_sb3_round
 from sb3_contrib import TRPO as SB3TRPO
 from stable_baselines3 import A2C as SB3A2C
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from rlrun.algos.a2c import A2C
 from rlrun.algos.a3c import A3C
 from rlrun.algos.trpo import TRPO
-from rlrun.envs import VecEnv, env_config
-from rlrun.nets import network_config
 
-ENV_ID = "HalfCheetah-v5"
-NETWORK = dict(hidden_sizes=[64, 64], activation="tanh", ortho_init=True, log_std_init=0.0)
-NORMALIZE = dict(normalize_obs=True, normalize_reward=True, clip_obs=10.0, clip_reward=10.0)
 # SB3's A2C defaults (OpenAI baselines'), with 8 envs.
 A2C_HPARAMS = dict(num_envs=8, num_steps=5, learning_rate=7e-4, anneal_lr=False, optimizer="rmsprop",
                    rmsprop_alpha=0.99, optimizer_eps=1e-5, gamma=0.99, gae_lambda=1.0, norm_adv=False, ent_coef=0.0,
@@ -48,32 +37,7 @@ A3C_HPARAMS = dict(num_steps=5, learning_rate=7e-4, anneal_lr=True, optimizer="r
 
 
 def train_rlrun(cls, hparams: dict, budget: int, seed: int, workers: int = 1) -> tuple[int, float, list[float]]:
-    algo_cfg = cls.parse_config(hparams)
-    env_cfg = env_config(load("env", "HalfCheetah", {"id": ENV_ID, **NORMALIZE}))
-    net_cfg = network_config(load("network", "mlp", NETWORK))
-    env = VecEnv(env_cfg, getattr(algo_cfg, "num_envs", 1), seed, "sync", algo_cfg.gamma)
-    result = timed_learning(cls(algo_cfg, env, net_cfg, cpu(workers), seed, total_steps=budget), budget)
-    env.close()
-    return result
-
-
-def sb3_env(gamma: float, num_envs: int) -> VecNormalize:
-    return VecNormalize(DummyVecEnv([lambda: Monitor(gym.make(ENV_ID))] * num_envs), gamma=gamma,
-                        clip_obs=NORMALIZE["clip_obs"], clip_reward=NORMALIZE["clip_reward"])
-
-
-def policy_kwargs() -> dict:
-    return dict(net_arch=dict(pi=NETWORK["hidden_sizes"], vf=NETWORK["hidden_sizes"]), activation_fn=torch.nn.Tanh,
-                ortho_init=NETWORK["ortho_init"], log_std_init=NETWORK["log_std_init"])
-
-
-def timed_sb3(model, venv, budget: int) -> tuple[int, float, list[float]]:
-    start = time.perf_counter()
-    model.learn(budget)
-    seconds = time.perf_counter() - start
-    returns = [float(info["r"]) for info in model.ep_info_buffer]
-    venv.close()
-    return model.num_timesteps, seconds, returns
+    return timed_onpolicy_round(cls, cls.parse_config(hparams), budget, seed, workers)
 
 
 def a2c_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
@@ -82,12 +46,12 @@ def a2c_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
 
 def sb3_a2c_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
     h = A2C_HPARAMS
-    venv = sb3_env(h["gamma"], h["num_envs"])
+    venv = sb3_onpolicy_env(h["gamma"], h["num_envs"])
     model = SB3A2C("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, learning_rate=h["learning_rate"],
                    n_steps=h["num_steps"], gamma=h["gamma"], gae_lambda=h["gae_lambda"], ent_coef=h["ent_coef"],
                    vf_coef=h["vf_coef"], max_grad_norm=h["max_grad_norm"], rms_prop_eps=h["optimizer_eps"],
-                   use_rms_prop=True, normalize_advantage=h["norm_adv"], policy_kwargs=policy_kwargs())
-    return timed_sb3(model, venv, budget)
+                   use_rms_prop=True, normalize_advantage=h["norm_adv"], policy_kwargs=sb3_onpolicy_policy_kwargs())
+    return timed_sb3_round(model, venv, budget)
 
 
 def trpo_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
@@ -96,14 +60,14 @@ def trpo_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
 
 def sb3_trpo_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
     h = TRPO_HPARAMS
-    venv = sb3_env(h["gamma"], h["num_envs"])
+    venv = sb3_onpolicy_env(h["gamma"], h["num_envs"])
     model = SB3TRPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, learning_rate=h["vf_learning_rate"],
                     n_steps=h["num_steps"], batch_size=h["vf_minibatch_size"], gamma=h["gamma"],
                     gae_lambda=h["gae_lambda"], cg_max_steps=h["cg_iters"], cg_damping=h["cg_damping"],
                     line_search_shrinking_factor=h["line_search_shrink"], line_search_max_iter=h["line_search_steps"],
                     n_critic_updates=h["vf_epochs"], normalize_advantage=h["norm_adv"], target_kl=h["max_kl"],
-                    policy_kwargs=dict(policy_kwargs(), optimizer_kwargs=dict(eps=h["adam_eps"])))
-    return timed_sb3(model, venv, budget)
+                    policy_kwargs=sb3_onpolicy_policy_kwargs(eps=h["adam_eps"]))
+    return timed_sb3_round(model, venv, budget)
 
 
 def a3c_round(workers: int):

@@ -26,49 +26,32 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 from bench_atari import BENCHMARKS as ATARI
-from bench_common import PPO_ENV_ID as ENV_ID
 from bench_common import PPO_HPARAMS as HPARAMS
-from bench_common import PPO_NETWORK as NETWORK
-from bench_common import PPO_NORMALIZE as NORMALIZE
-from bench_common import cpu, load, timed_learning
+from bench_common import load, sb3_onpolicy_env, sb3_onpolicy_policy_kwargs, timed_onpolicy_round, timed_sb3_round
 from bench_dqn import BENCHMARKS as DQN
 from bench_offpolicy import BENCHMARKS as OFFPOLICY
 from bench_onpolicy import BENCHMARKS as ONPOLICY
 from bench_startup import BENCHMARKS as PROCESS
 from stable_baselines3 import PPO as SB3PPO
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from rlrun.algos.ppo import PPO
-from rlrun.envs import VecEnv, env_config
-from rlrun.nets import network_config
+
 
 def rlrun_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
     """Train rlrun PPO for `budget` steps; returns (steps, seconds, training episodic returns)."""
-    algo_cfg = PPO.parse_config(load("algo", "ppo", HPARAMS))
-    env_cfg = env_config(load("env", "HalfCheetah", {"id": ENV_ID, **NORMALIZE}))
-    net_cfg = network_config(load("network", "mlp", NETWORK))
-    env = VecEnv(env_cfg, algo_cfg.num_envs, seed, "sync", algo_cfg.gamma)
-    result = timed_learning(PPO(algo_cfg, env, net_cfg, cpu(), seed, total_steps=budget), budget)
-    env.close()
-    return result
+    return timed_onpolicy_round(PPO, PPO.parse_config(load("algo", "ppo", HPARAMS)), budget, seed)
 
 
 def sb3_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
     """Train SB3 PPO for `budget` steps; returns (steps, seconds, training episodic returns)."""
     h = HPARAMS
-    # Monitor records the raw episode returns that model.ep_info_buffer reports; SB3 adds it itself
-    # only when given a bare gym env, not a VecEnv.
-    venv = VecNormalize(DummyVecEnv([lambda: Monitor(gym.make(ENV_ID))]), gamma=h["gamma"],
-                        clip_obs=NORMALIZE["clip_obs"], clip_reward=NORMALIZE["clip_reward"])
+    venv = sb3_onpolicy_env(h["gamma"], h["num_envs"])
     lr = h["learning_rate"]
     model = SB3PPO(
         "MlpPolicy", venv, seed=seed, device="cpu", verbose=0,
@@ -77,17 +60,8 @@ def sb3_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
         gamma=h["gamma"], gae_lambda=h["gae_lambda"], clip_range=h["clip_coef"], clip_range_vf=None,
         normalize_advantage=h["norm_adv"], ent_coef=h["ent_coef"], vf_coef=h["vf_coef"] / 2,
         max_grad_norm=h["max_grad_norm"], target_kl=h["target_kl"],
-        policy_kwargs=dict(net_arch=dict(pi=NETWORK["hidden_sizes"], vf=NETWORK["hidden_sizes"]),
-                           activation_fn=torch.nn.Tanh, ortho_init=NETWORK["ortho_init"],
-                           log_std_init=NETWORK["log_std_init"], optimizer_kwargs=dict(eps=h["adam_eps"])))
-    start = time.perf_counter()
-    model.learn(budget)
-    seconds = time.perf_counter() - start
-    # A fresh model per round, and 20 episodes per 20k steps fit the 100-episode buffer: this is
-    # every episode of the round.
-    returns = [float(info["r"]) for info in model.ep_info_buffer]
-    venv.close()
-    return model.num_timesteps, seconds, returns
+        policy_kwargs=sb3_onpolicy_policy_kwargs(eps=h["adam_eps"]))
+    return timed_sb3_round(model, venv, budget)
 
 
 Round = Callable[[int, int], tuple[int, float, list[float]]]  # (budget, seed) -> (steps, seconds, returns)

@@ -101,12 +101,12 @@ def sb3_child(budget: int, seed: int, settings: dict, save_to: str) -> None:
 
 
 def rlrun_overrides(budget: int, seed: int, logger: str, run_dir: Path) -> list[str]:
-    from bench_common import PPO_ENV_ID, PPO_HPARAMS, PPO_NETWORK, PPO_NORMALIZE
+    from bench_common import ONPOLICY_ENV_ID, ONPOLICY_NETWORK, ONPOLICY_NORMALIZE, PPO_HPARAMS
 
     algo = [f"algo.{k}={'null' if v is None else v}" for k, v in PPO_HPARAMS.items()]
-    network = [f"network.{k}={v}".replace(" ", "") for k, v in PPO_NETWORK.items()]
-    env = [f"env.{k}={v}" for k, v in PPO_NORMALIZE.items()]
-    return ["algo=ppo", "env=HalfCheetah", f"env.id={PPO_ENV_ID}", f"total_steps={budget}", f"seed={seed}",
+    network = [f"network.{k}={v}".replace(" ", "") for k, v in ONPOLICY_NETWORK.items()]
+    env = [f"env.{k}={v}" for k, v in ONPOLICY_NORMALIZE.items()]
+    return ["algo=ppo", "env=HalfCheetah", f"env.id={ONPOLICY_ENV_ID}", f"total_steps={budget}", f"seed={seed}",
             "hardware=cpu", f"logger={logger}", "logger.progress_bar=false", *algo, *network, *env,
             f"hydra.run.dir={run_dir}"]
 
@@ -132,10 +132,10 @@ def rlrun_process_round(budget: int, seed: int) -> tuple[int, float, list[float]
 
 def sb3_process_round(budget: int, seed: int) -> tuple[int, float, list[float]]:
     """bench_speed.py's whole-process round: one SB3 process doing the same job, from start to exit."""
-    from bench_common import PPO_ENV_ID, PPO_HPARAMS, PPO_NETWORK, PPO_NORMALIZE
+    from bench_common import ONPOLICY_ENV_ID, ONPOLICY_NETWORK, ONPOLICY_NORMALIZE, PPO_HPARAMS
 
-    settings = json.dumps({"env_id": PPO_ENV_ID, "hparams": PPO_HPARAMS, "network": PPO_NETWORK,
-                           "normalize": PPO_NORMALIZE})
+    settings = json.dumps({"env_id": ONPOLICY_ENV_ID, "hparams": PPO_HPARAMS, "network": ONPOLICY_NETWORK,
+                           "normalize": ONPOLICY_NORMALIZE})
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, __file__, "--steps", str(budget), "--seed", str(seed), "--sb3-child", settings,
                str(Path(tmp) / "model")]
@@ -168,13 +168,13 @@ def main() -> None:
         return sb3_child(args.steps, args.seed, json.loads(args.sb3_child[0]), args.sb3_child[1])
 
     sys.path.insert(0, str(HERE))
-    from bench_common import PPO_ENV_ID, PPO_HPARAMS, PPO_NETWORK, PPO_NORMALIZE
+    from bench_common import ONPOLICY_ENV_ID, ONPOLICY_NETWORK, ONPOLICY_NORMALIZE, PPO_HPARAMS
 
     pythons = {"rlrun": sys.executable}
     for i, python in enumerate(args.python):
         pythons[args.label[i] if i < len(args.label) else f"rlrun@{python}"] = python
-    settings = json.dumps({"env_id": PPO_ENV_ID, "hparams": PPO_HPARAMS, "network": PPO_NETWORK,
-                           "normalize": PPO_NORMALIZE})
+    settings = json.dumps({"env_id": ONPOLICY_ENV_ID, "hparams": PPO_HPARAMS, "network": ONPOLICY_NETWORK,
+                           "normalize": ONPOLICY_NORMALIZE})
     results: dict[str, list[dict]] = {name: [] for name in [*pythons, *([] if args.no_sb3 else ["SB3"])]}
     env = {"OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -198,7 +198,7 @@ def main() -> None:
                     f"evaluation {row['evaluation']:.2f} s, torch._dynamo imported: {row['dynamo_imported']})")
                 print(f"round {r + 1}/{args.rounds}  {name:8s} {seconds:6.2f} s{detail}", flush=True)
 
-    print(f"\nwhole process, {args.steps:,} steps of PPO on {PPO_ENV_ID} + 10 evaluation episodes + save, "
+    print(f"\nwhole process, {args.steps:,} steps of PPO on {ONPOLICY_ENV_ID} + 10 evaluation episodes + save, "
           f"rlrun logger={args.logger}, median of {args.rounds} rounds (load {os.getloadavg()[0]:.2f}):")
     medians = {name: statistics.median(row["wall"] for row in rows) for name, rows in results.items()}
     for name, rows in results.items():
