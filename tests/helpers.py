@@ -1,4 +1,5 @@
-"""Building blocks shared by the tests: configs from conf/, and small PPO instances."""
+"""Building blocks shared by the tests: configs from conf/, small PPO instances, and the check of the
+written-out learner (rlrun.nets.merged) against autograd."""
 
 from __future__ import annotations
 
@@ -27,3 +28,17 @@ def make_ppo(env_name: str, seed: int = 0, total_steps: int = 10_000, **algo_ove
     env = VecEnv(env_config(load_conf("env", env_name)), algo_cfg.num_envs, seed, "sync", algo_cfg.gamma)
     return PPO(algo_cfg, env, network_config(load_conf("network", "mlp")), CPU, seed, total_steps)
 
+
+
+def assert_merged_matches_autograd(merged, reference, obs: torch.Tensor) -> None:
+    """MergedActorCritic `merged` computes the function of the modules `reference` (a copy of the
+    network it wraps) at `obs`, and its hand-written backward leaves autograd's gradient in each
+    layer's .grad, for a loss of both outputs."""
+    params, values = merged(obs)
+    torch.testing.assert_close(params, reference.dist_params(obs))
+    torch.testing.assert_close(values, reference.value(obs))
+    w_params, w_values = torch.randn_like(params), torch.randn_like(values)
+    ((params * w_params).sum() + (values * w_values).square().sum()).backward()
+    ((reference.dist_params(obs) * w_params).sum() + (reference.value(obs) * w_values).square().sum()).backward()
+    for (name, p), q in zip(merged.net.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import CPU, load_conf
+from helpers import CPU, assert_merged_matches_autograd, load_conf
 from test_resume_exact import split_equals_whole
 
 from rlrun.algos.a2c import A2C
@@ -173,15 +173,7 @@ def test_merged_learner_computes_the_modules_function_and_gradient():
     net = make_net(env).double()
     reference = copy.deepcopy(net)
     merged = MergedActorCritic(net)
-    obs = torch.randn(7, 3, dtype=torch.float64)
-    params, values = merged(obs)
-    torch.testing.assert_close(params, reference.dist_params(obs))
-    torch.testing.assert_close(values, reference.value(obs))
-    w_params, w_values = torch.randn_like(params), torch.randn_like(values)
-    ((params * w_params).sum() + (values * w_values).square().sum()).backward()
-    ((reference.dist_params(obs) * w_params).sum() + (reference.value(obs) * w_values).square().sum()).backward()
-    for (name, p), q in zip(merged.net.named_parameters(), reference.parameters(), strict=True):
-        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    assert_merged_matches_autograd(merged, reference, torch.randn(7, 3, dtype=torch.float64))
     assert net.log_std.grad.abs().sum() > 0
 
 

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from helpers import make_ppo
+from helpers import assert_merged_matches_autograd, make_ppo
 from torch.distributions import Categorical, Normal
 
 
@@ -245,16 +245,7 @@ def merged_and_reference(env_name: str, activation: str = "tanh", hidden_sizes=(
 @pytest.mark.parametrize("env_name", ["CartPole", "HalfCheetah"])
 def test_merged_actor_critic_computes_the_modules_function_and_gradient(env_name, activation):
     merged, reference, obs_dim = merged_and_reference(env_name, activation)
-    obs = torch.randn(7, obs_dim, dtype=torch.float64)
-    params, values = merged(obs)
-    torch.testing.assert_close(params, reference.dist_params(obs))
-    torch.testing.assert_close(values, reference.value(obs))
-    # A loss of both outputs: the hand-written backward leaves autograd's gradient in each layer's .grad.
-    w_params, w_values = torch.randn_like(params), torch.randn_like(values)
-    ((params * w_params).sum() + (values * w_values).square().sum()).backward()
-    ((reference.dist_params(obs) * w_params).sum() + (reference.value(obs) * w_values).square().sum()).backward()
-    for (name, p), q in zip(merged.net.named_parameters(), reference.parameters(), strict=True):
-        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    assert_merged_matches_autograd(merged, reference, torch.randn(7, obs_dim, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("env_name", ["CartPole", "Pendulum"])
