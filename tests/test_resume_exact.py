@@ -8,6 +8,7 @@ import io
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,6 +153,24 @@ def assert_same_tensors(first, second, where: str) -> None:
         assert first == second, f"{where}: {first!r} != {second!r}"
 
 
+def assert_same_run(split: Path, whole: Path) -> int:
+    """A run stopped and resumed (`split`) against one never stopped (`whole`): metrics.csv, eval.csv
+    and the episode files equal row for row; last.pt's algorithm state (weights, optimisers, RNGs,
+    replay) and env state (statistics, episodes in flight) equal bit for bit. Returns last.pt's
+    global_step, the same in both."""
+    for name in ("metrics.csv", "eval.csv", "episodes.csv", "eval_episodes.csv"):
+        split_rows, whole_rows = read_rows(split / name), read_rows(whole / name)
+        assert len(split_rows) == len(whole_rows) > 1, name
+        for split_row, whole_row in zip(split_rows, whole_rows, strict=True):
+            assert split_row == whole_row, f"{split / name} at step {whole_row['global_step']}"
+    first = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
+    second = torch.load(whole / "checkpoints" / "last.pt", weights_only=True)
+    assert first["global_step"] == second["global_step"]
+    assert_same_tensors(first["algo"], second["algo"], "algo")
+    assert_same_tensors(first["env"], second["env"], "env")
+    return first["global_step"]
+
+
 def split_equals_whole(rlrun, tmp_path, n: int, *overrides: str) -> None:
     """Train to n (schedules set for 2n), resume to 2n; train to 2n in one go; compare. n should be a
     multiple of eval.every_steps: a run evaluates at its end, so the split run would have one more row."""
@@ -167,17 +186,8 @@ def split_equals_whole(rlrun, tmp_path, n: int, *overrides: str) -> None:
     for result in results:
         assert result.returncode == 0, result.describe()
         assert "fresh episodes" not in result.stderr, result.describe()
-    for name in ("metrics.csv", "eval.csv", "episodes.csv", "eval_episodes.csv"):
-        split_rows, whole_rows = read_rows(split / name), read_rows(whole / name)
-        assert len(split_rows) == len(whole_rows) > 1, name
-        for split_row, whole_row in zip(split_rows, whole_rows, strict=True):
-            assert split_row == whole_row, f"{name} at step {whole_row['global_step']}"
-    first = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
-    second = torch.load(whole / "checkpoints" / "last.pt", weights_only=True)
     # (An iteration of REINFORCE is whole episodes: its runs stop at the first boundary past the budget.)
-    assert first["global_step"] == second["global_step"] >= 2 * n
-    assert_same_tensors(first["algo"], second["algo"], "algo")  # weights, optimisers, RNGs, replay
-    assert_same_tensors(first["env"], second["env"], "env")  # statistics and episodes in flight
+    assert assert_same_run(split, whole) >= 2 * n
 
 
 def test_ppo_split_run_equals_one_run(rlrun, tmp_path):

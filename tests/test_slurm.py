@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from test_launchers import SWEEP, check_sweep
-from test_resume_exact import assert_same_tensors, read_rows
+from test_resume_exact import assert_same_run
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "slurm_local.sh"
 # One cluster at a time on this machine (its ports are fixed): pytest-xdist workers wait for each other.
@@ -96,21 +96,6 @@ def wait_for(condition, timeout: float, what: str, env: dict[str, str] | None = 
 def eval_rows(run_dir: Path) -> int:
     path = run_dir / "eval.csv"
     return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
-
-
-def assert_same_run(split: Path, whole: Path) -> None:
-    """metrics.csv, eval.csv and the episode files equal but for wall-clock columns; last.pt's algorithm
-    and env states equal bit for bit (tests/test_resume_exact.py's comparison)."""
-    for name in ("metrics.csv", "eval.csv", "episodes.csv", "eval_episodes.csv"):
-        split_rows, whole_rows = read_rows(split / name), read_rows(whole / name)
-        assert len(split_rows) == len(whole_rows) > 1, name
-        for split_row, whole_row in zip(split_rows, whole_rows, strict=True):
-            assert split_row == whole_row, f"{split / name} at step {whole_row['global_step']}"
-    first = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
-    second = torch.load(whole / "checkpoints" / "last.pt", weights_only=True)
-    assert first["global_step"] == second["global_step"]
-    assert_same_tensors(first["algo"], second["algo"], "algo")
-    assert_same_tensors(first["env"], second["env"], "env")
 
 
 def test_submitit_slurm_sweep_runs_the_jobs_as_one_slurm_array_each_with_its_own_run_and_wandb_run(
