@@ -52,25 +52,26 @@ def main() -> None:
         algo.manual_backward = False
     print(f"{args.algo}: backward {'written out' if getattr(algo, 'manual_backward', False) else 'through autograd'}")
     obs = algo.env.reset()
-    for _ in range(LEARNING_STARTS):  # the random phase, as the loop runs it
-        actions = algo.random_actions()
+
+    def env_step_into_replay(actions: np.ndarray) -> None:
+        """One env step stored as the learner's loop stores it (s' the true last observation where an
+        episode ended)."""
+        nonlocal obs
         next_obs, reward, terminated, truncated, final = algo.env.step(actions)
         algo.replay.add(obs, actions, reward, next_obs if final is None else np.where(
-            (terminated | truncated)[:, None], final, next_obs), terminated)
+            (terminated | truncated)[:, None], final, next_obs), terminated, truncated)
         obs = next_obs
         algo.global_step += 1
+
+    for _ in range(LEARNING_STARTS):  # the random phase, as the loop runs it
+        env_step_into_replay(algo.random_actions())
     parts = {"explore": 0.0, "env step + replay add": 0.0, "replay sample": 0.0, "train_step": 0.0}
 
     def step(profile: bool) -> None:
-        nonlocal obs
         t0 = time.thread_time()
         actions = algo.explore(obs)
         t1 = time.thread_time()
-        next_obs, reward, terminated, truncated, final = algo.env.step(actions)
-        algo.replay.add(obs, actions, reward, next_obs if final is None else np.where(
-            (terminated | truncated)[:, None], final, next_obs), terminated)
-        obs = next_obs
-        algo.global_step += 1
+        env_step_into_replay(actions)
         t2 = time.thread_time()
         batch = algo.replay.sample(algo.cfg.batch_size, algo.generator, algo.device)
         t3 = time.thread_time()
