@@ -22,8 +22,9 @@ from rlrun.algos.reinforce import REINFORCE
 from rlrun.algos.trpo import TRPO
 from rlrun.config import ConfigError
 from rlrun.envs import VecEnv, env_config
-from rlrun.hardware import Hardware, resolve_workers, usable_cores
+from rlrun.hardware import Hardware, resolve_workers
 from rlrun.nets import network_config
+from rlrun.processes import usable_cores
 from rlrun.sampler import Sampler, SamplerError, env_slices
 
 

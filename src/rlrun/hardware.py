@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from rlrun.config import POSITIVE, ConfigError, from_config, one_of, rule
+from rlrun.processes import usable_cores
 
 
 @dataclass
@@ -44,14 +45,6 @@ def resolve(cfg) -> Hardware:
     except RuntimeError:
         raise ConfigError(f"hardware.device must be cpu, cuda, cuda:N or auto (got {hw.device!r})") from None
     return Hardware(device, hw.torch_threads, hw.vector_backend, resolve_workers(hw.workers, device))
-
-
-def usable_cores() -> int:
-    """Cores this process may run on: the affinity mask (what SLURM, taskset or a container grant)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def resolve_workers(workers: int | str, device: torch.device) -> int:

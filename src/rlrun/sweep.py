@@ -13,11 +13,12 @@ registered in every process that reads the config: the launcher's, and each job'
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+from rlrun.processes import usable_cores
 
 
 def sweep_name() -> str | None:
@@ -39,15 +40,6 @@ def sweep_name() -> str | None:
     return parts[-1]
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on: the affinity mask (what SLURM, taskset or a container grant),
-    not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def parallel_jobs(torch_threads: int, workers: int = 1) -> int:
     """One job keeps `torch_threads` cores busy in each of its `workers` processes (A3C has several,
     other algorithms one): more jobs than that oversubscribes the cores, and measured on 2 cores a
@@ -55,8 +47,8 @@ def parallel_jobs(torch_threads: int, workers: int = 1) -> int:
     if workers == "auto":  # as rlrun.hardware.resolve_workers: one per core with CUDA, else 1
         import torch
 
-        workers = usable_cpus() if torch.cuda.is_available() else 1
-    return max(1, usable_cpus() // max(1, int(torch_threads) * workers))
+        workers = usable_cores() if torch.cuda.is_available() else 1
+    return max(1, usable_cores() // max(1, int(torch_threads) * workers))
 
 
 def register() -> None:
