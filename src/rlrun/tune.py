@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import math
 import os
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from rlrun.checkpoint import write_text
 from rlrun.config import NON_NEGATIVE, POSITIVE, ConfigError, check_folder_name, from_config, one_of, rule
 from rlrun.tune_storage import StudyStorage, counted, enqueue_retry, mask_argv, retried_numbers
 from rlrun.resources import CONF_DIR  # the package rlrun.conf: the repository's conf/, installed
@@ -543,27 +545,20 @@ def format_value(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")  # workers may write at once: rename is atomic
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_trials_csv(path: Path, trials: list, keys: list[str]) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["number", "state", "value", *keys, "last_step", "seed_returns", "note"])
-        retried = retried_numbers(trials)
-        for t in trials:
-            last_step = max(t.intermediate_values) if t.intermediate_values else ""
-            note = t.user_attrs.get("error") or ("queued again" if t.number in retried else "") or (
-                "surplus (not run)" if t.user_attrs.get("surplus") else "")
-            writer.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value,
-                             *(t.params.get(k, "") for k in keys), last_step,
-                             json.dumps(t.user_attrs.get("seed_returns", [])) if "seed_returns" in t.user_attrs else "",
-                             note])
-    tmp.replace(path)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["number", "state", "value", *keys, "last_step", "seed_returns", "note"])
+    retried = retried_numbers(trials)
+    for t in trials:
+        last_step = max(t.intermediate_values) if t.intermediate_values else ""
+        note = t.user_attrs.get("error") or ("queued again" if t.number in retried else "") or (
+            "surplus (not run)" if t.user_attrs.get("surplus") else "")
+        writer.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value,
+                         *(t.params.get(k, "") for k in keys), last_step,
+                         json.dumps(t.user_attrs.get("seed_returns", [])) if "seed_returns" in t.user_attrs else "",
+                         note])
+    write_text(path, text.getvalue())  # workers may write at once: each writes its own file and renames it
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import yaml
 
 from rlrun.bench.figures import parse_figures
 from rlrun.bench.runs import ENTRY_FILE, read_run
+from rlrun.checkpoint import write_text
 from rlrun.config import POSITIVE, ConfigError, check_folder_name, from_config, one_of
 from rlrun.hydra_errors import describe_hydra_error
 from rlrun.resources import CONF_DIR
@@ -285,6 +286,4 @@ def append_log(out: Path, invocation: dict[str, Any]) -> None:
         history[-1] = invocation
     else:
         history.append(invocation)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(mask_url_passwords(json.dumps(history, indent=2)) + "\n")
-    tmp.replace(path)
+    write_text(path, mask_url_passwords(json.dumps(history, indent=2)) + "\n")
