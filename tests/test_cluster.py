@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from test_slurm import assert_same_run, eval_rows, job_state, slurm, slurm_env, wait_for  # noqa: F401 (fixture)
+from test_resume_exact import assert_same_run
+from test_slurm import eval_rows, job_state, slurm, slurm_env, wait_for  # noqa: F401 (fixture)
 from test_tune_postgres import load_pg_study, postgres, with_password  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.cluster,
