@@ -162,6 +162,12 @@ class ImageTarget(gym.Env):
         reward = 1.0 if int(action) == self.quadrant else 0.0
         return self.draw(), reward, False, False, {}
 
+    def get_state(self) -> dict:
+        return {"quadrant": self.quadrant}  # the answer to the observation shown (flip included)
+
+    def set_state(self, state: dict) -> None:
+        self.quadrant = int(state["quadrant"])
+
 
 class DictImageTarget(ImageTarget):
     """ImageTarget's image beside a vector key: with flip = 1 the answer is the opposite quadrant (3 - q)."""
