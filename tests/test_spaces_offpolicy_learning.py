@@ -24,16 +24,26 @@ COMMON = ["logger=csv", "eval.every_steps=1000000", "eval.episodes=20", "checkpo
 SMALL = ["network.hidden_sizes=[64,64]"]
 DQN = [*COMMON, *SMALL, "total_steps=20000", "algo.buffer_size=20000", "algo.learning_starts=1000",
        "algo.batch_size=64", "algo.learning_rate=1e-3", "algo.target_update_interval=500",
-       "algo.exploration_fraction=0.3", "algo.steps_per_iteration=2000"]
+       "algo.exploration_fraction=0.3", "algo.train_frequency=1", "algo.steps_per_iteration=2000"]
 
-# Measured with scripts/measure_spaces_learning.py, seeds 0-4 (see each comment).
+# Measured with `nice -n 10 python scripts/measure_spaces_learning.py --only sac dqn dueling_dqn` (seeds 0-4;
+# SAC also --seeds 5 6 7 8 9), one run at a time on this shared 2-core machine under a load of 4-6
+# (2026-12-07). Each comment gives the range over the seeds of the final evaluation (20 episodes), its
+# mean, and the margin the threshold leaves below the worst seed.
 CASES = [
+    # seeds 0-9: -8.06 to -4.77 (mean -6.28); a policy that reaches the goal scores about -2.3 (moving
+    # straight at it), a random one -25.95. Threshold -12: 3.9 below the worst seed, 14 above random.
     Case("DictPointReach-v0", [*COMMON, *SMALL, "total_steps=5000", "algo.learning_starts=1000",
                                "algo.steps_per_iteration=500"],
-         threshold=-8.0, random=-25.95, kind="Dict observations, Box actions", metric="evaluation", algo="sac"),
-    Case("DictReach-v0", DQN, threshold=0.0, random=-1.34, kind="Dict observations, Discrete actions",
+         threshold=-12.0, random=-25.95, kind="Dict observations, Box actions", metric="evaluation", algo="sac"),
+    # seeds 0-4: 0.73-0.80 (mean 0.78; reaching every goal on the shortest path scores about 0.8). An
+    # episode stuck short of its goal costs -2.0, 0.14 of a 20-episode mean: threshold 0.2 leaves 0.53
+    # (about 4 stuck episodes) below the worst seed and sits 1.5 above a random policy. (With one update
+    # every 4 steps instead of every step, two Dueling seeds of five ended at -0.6.)
+    Case("DictReach-v0", DQN, threshold=0.2, random=-1.34, kind="Dict observations, Discrete actions",
          metric="evaluation", algo="dqn"),
-    Case("DictReach-v0", DQN, threshold=0.0, random=-1.34, kind="Dict observations, Discrete actions",
+    # seeds 0-4: 0.73-0.80 (mean 0.78), as DQN's; threshold 0.2 likewise
+    Case("DictReach-v0", DQN, threshold=0.2, random=-1.34, kind="Dict observations, Discrete actions",
          metric="evaluation", algo="dueling_dqn"),
 ]
 
