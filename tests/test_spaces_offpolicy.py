@@ -174,6 +174,7 @@ def test_dqn_on_a_dict_with_network_cnn_is_refused_in_one_line(rlrun, tmp_path, 
     assert result.stderr_lines() == [
         "rlrun: error: Dict observations take network=mlp (without batch_norm): its MLPs read the concatenated "
         "features of every key, a Nature CNN encoding each image key"], result.describe()
+    assert not (tmp_path / "run").exists()
 
 
 # --- trained runs: checkpoints, load_policy, rlrun-eval, export -------------------------------------------
