@@ -6,6 +6,7 @@ tests/test_spaces_offpolicy_learning.py."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -247,8 +248,6 @@ def test_rlrun_eval_replays_the_evaluation_of_best_pt_on_dict_observations(name,
     result = json.loads((tmp_path / "e.json").read_text())
     step = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["global_step"]
     with open(run_dir / "eval_episodes.csv") as f:
-        import csv
-
         expected = [float(row["episodic_return"]) for row in csv.DictReader(f) if int(row["global_step"]) == step]
     assert result["global_step"] == step and len(expected) == 2
     assert result["returns"] == pytest.approx(expected, abs=1e-3)  # the CSV's precision
