@@ -7,4 +7,4 @@ from setuptools import find_namespace_packages, setup
 # Namespace discovery, as pyproject's packages.find did: a subpackage needs no __init__.py.
 code = find_namespace_packages("src", include=["rlrun", "rlrun.*"], exclude=["*.__pycache__"])
 conf = ["rlrun.conf", *(f"rlrun.conf.{p}" for p in find_namespace_packages("conf", exclude=["*__pycache__*"]))]
-setup(packages=[*code, *conf], package_dir={"": "src", "rlrun.conf": "conf"}, package_data={"": ["*.yaml", "*.csv", "*.md"]})
+setup(packages=[*code, *conf], package_dir={"": "src", "rlrun.conf": "conf"}, package_data={"": ["*.yaml", "*.csv", "*.md", "*.xml"]})

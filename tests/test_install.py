@@ -31,7 +31,7 @@ def test_help_has_examples_and_the_algorithms_for_each_action_space(rlrun, tmp_p
     continuous = next(line for line in lines if "continuous actions:" in line)
     assert "dqn" in discrete and "sac" not in discrete
     assert "sac" in continuous and "dqn" not in continuous
-    assert "== Configuration groups ==" in result.stdout  # Hydra's own help follows
+    assert "== Config groups: choose one of each (group=option) ==" in result.stdout  # tests/test_artifacts.py has more
 
 
 @pytest.mark.slow

@@ -216,16 +216,59 @@ Algorithms (algo=) by the environment's action space:
 Environments (env=): {envs}, or any gymnasium id on generic defaults
   (env=Acrobot-v1, env=my_pkg.envs:MyEnv-v0: conf/env/generic.yaml)
 Your own configs without editing rlrun: rlrun --config-dir my_conf env=MyEnv (my_conf/env/MyEnv.yaml).
-"""
+
+== Config groups: choose one of each (group=option) ==
+{groups}
+Sweeps (-m) run their jobs through hydra/launcher=joblib|submitit_local|submitit_slurm|ray (docs/clusters.md);
+Hydra's own options: rlrun --hydra-help.
+
+== Config: what this command line composes; override any key (key=value) =="""
 
 
-def print_help() -> None:
-    from rlrun.run import algorithms_for  # imported here: it loads torch and gymnasium
+def action_spaces_of_algorithms() -> dict[str, tuple[str, ...]]:
+    """The action-space kinds each algorithm of conf/algo/ can act in, as rlrun.run.algorithms_for finds them, but
+    without importing torch and the algorithms (`rlrun --help` stays fast): each class's `action_spaces` is read
+    from its module's source, or from the class itself where the class body does not spell it out as a literal."""
+    import ast
+    from importlib import util
 
-    print(HELP.format(version=version(), discrete=", ".join(algorithms_for("discrete")),
-                      continuous=", ".join(algorithms_for("continuous")),
-                      multi=", ".join(algorithms_for("multi_discrete")),
-                      envs=", ".join(sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml") if p.stem != "generic"))))
+    from rlrun.resources import ALGO_DIR, algo_target
+
+    kinds = {}
+    for path in sorted(ALGO_DIR.glob("*.yaml")):
+        module_name, _, class_name = algo_target(path.stem).rpartition(".")
+        try:
+            tree = ast.parse(Path(util.find_spec(module_name).origin).read_text())
+            body = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == class_name).body
+            value = next(node.value for node in body if isinstance(node, ast.Assign)
+                         and [getattr(t, "id", None) for t in node.targets] == ["action_spaces"])
+            kinds[path.stem] = tuple(ast.literal_eval(value))
+        except (AttributeError, ImportError, OSError, StopIteration, SyntaxError, TypeError, ValueError):
+            from hydra.utils import get_class
+
+            kinds[path.stem] = tuple(getattr(get_class(f"{module_name}.{class_name}"), "action_spaces", ()))
+    return kinds
+
+
+def group_options(argv: list[str]) -> str:
+    """One line per config group a run chooses (algo, env, network, ...), with its options in rlrun's conf/ and
+    in the --config-dir folders of `argv`."""
+    lines = []
+    for group in GROUPS:
+        options = {p.stem for folder in (CONF_DIR, *config_dirs(argv)) for p in (folder / group).glob("*.yaml")}
+        options.discard("generic")  # env/generic.yaml: the defaults of env=<gymnasium id>, not an env to choose
+        lines.append(f"{group}: {', '.join(sorted(options, key=str.lower))}")
+    return "\n".join(lines)
+
+
+def print_help(argv: list[str]) -> None:
+    kinds = action_spaces_of_algorithms()
+    able = {kind: ", ".join(name for name, spaces in kinds.items() if kind in spaces)
+            for kind in ("discrete", "continuous", "multi_discrete")}
+    print(HELP.format(version=version(), discrete=able["discrete"], continuous=able["continuous"],
+                      multi=able["multi_discrete"],
+                      envs=", ".join(sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml") if p.stem != "generic")),
+                      groups=group_options(argv)), flush=True)
 
 
 def main() -> None:
@@ -233,7 +276,12 @@ def main() -> None:
         print(f"rlrun {version()}")  # Hydra's own --version would print Hydra's
         return
     if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
-        print_help()  # then Hydra's help: the config groups and the composed config with its keys
+        # rlrun's help, then the config this command line composes (Hydra's --cfg job). Not Hydra's --help: it lists
+        # every folder of conf/ as a group (bench, tune, tuned, hydra/...) and takes seconds composing each option.
+        print_help(sys.argv[1:])
+        sys.argv = [arg for arg in sys.argv if arg not in ("-h", "--help")]
+        if not any(arg in ("--cfg", "-c") or arg.startswith("--cfg=") for arg in sys.argv):
+            sys.argv += ["--cfg", "job"]
     # Let composition errors reach us as exceptions instead of Hydra's multi-line report.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
@@ -283,7 +331,9 @@ def eval_main() -> None:
     mean +- std and writes every episode's return and length to <run dir>/eval/<time>_<checkpoint>.json.
     video=true writes one MP4 per episode under <run dir>/videos/ (rendering is slow without a GPU,
     ~10 frames/s: cap it with video_frames=300 video_size=[320,240]); env.<key>=... changes the env
-    (env.max_episode_steps=200); export= writes the deterministic acting network for deployment.
+    (env.max_episode_steps=200); export= writes the deterministic acting network for deployment (inputs
+    [batch, *observation shape], float32; .onnx needs the export extra: pip install 'rlrun[export]').
+    Every argument is checked before the first episode; a bad one is refused in one line, writing nothing.
     A run directory is data: the modules its config names outside rlrun and gymnasium (an env package,
     wrapper or algorithm classes) are imported only with trust_code=true (your own envs' runs, or runs you trust)."""
     argv = sys.argv[1:]

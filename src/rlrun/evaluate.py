@@ -13,6 +13,7 @@ TorchScript (.pt) or ONNX (.onnx): a deployed policy needs neither rlrun nor gym
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +31,7 @@ from rlrun.envs import EnvConfig, RunningMeanStd, VecEnv, env_config, make_env, 
 from rlrun.envs.normalize import obs_statistics
 from rlrun.envs.spaces import ObservationTransform
 from rlrun.envs.vector import as_network_input
-from rlrun.envs.video import VideoWriter, make_render_env, play_episode, video_fps
+from rlrun.envs.video import VideoWriter, make_render_env, play_episode, render, video_fps
 from rlrun.hardware import Hardware
 from rlrun.nets import ActorCritic, DeterministicActor, DiagGaussian, QNetwork, SquashedGaussianActor, network_config
 from rlrun.nets.observation import observation_input
@@ -96,39 +97,82 @@ class Policy:
         """The env the policy acts in (a gymnasium env, unseeded: pass reset(seed=...))."""
         return make_env(self.env_cfg, render_mode=render_mode)
 
-    def network(self) -> nn.Module:
-        """The deterministic policy as one torch module: raw observations -> actions."""
+    def network(self, check_shapes: bool = False) -> nn.Module:
+        """The deterministic policy as one torch module: raw observations (a batch) -> actions.
+        `check_shapes`: refuse, in one message, an input that is not [batch, *observation shape] (the
+        TorchScript export does, so that it accepts the shapes its ONNX export accepts, whatever the network)."""
         return ActingNetwork(deterministic_head(self.algo), observation_input(self.transform, self.obs_rms,
-                             self.train_env_cfg.clip_obs), self.action_space)
+                             self.train_env_cfg.clip_obs), self.action_space,
+                             input_shapes(self.observation_space) if check_shapes else None)
 
     def export(self, path: str | Path) -> Path:
-        """Write `network()` as TorchScript (.pt, .ts) or ONNX (.onnx), with a dynamic batch dimension."""
+        """Write `network()` as TorchScript (.pt, .ts) or ONNX (.onnx): one input per observation (per key of a
+        Dict space, in the Dict's key order), of shape [batch, *observation shape] with a dynamic batch axis;
+        float observations as float32 (the graph casts what it is given to float32 inside; ONNX declares
+        float32), integer ones (images, discrete) in the space's own dtype. Output: the actions, [batch, ...]."""
         path = Path(path)
-        module = self.network()
+        check_export_name(path, "export")
+        module = self.network(check_shapes=path.suffix != ".onnx")
         samples = [self.observation_space.sample() for _ in range(2)]
         if isinstance(self.observation_space, gym.spaces.Dict):
             # One input per key, in the Dict's key order, named by the keys.
             keys = list(self.observation_space.spaces)
-            example = tuple(torch.as_tensor(np.stack([sample[key] for sample in samples])) for key in keys)
+            example = tuple(export_input(np.stack([sample[key] for sample in samples])) for key in keys)
         else:
             keys = ["obs"]
-            example = (torch.as_tensor(np.stack(samples)),)
+            example = (export_input(np.stack(samples)),)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".onnx":
-            try:
-                import onnx  # noqa: F401 -- torch's exporter needs it
-            except ImportError:
-                raise ConfigError("export to .onnx needs the onnx package (pip install onnx); "
-                                  "or export TorchScript with a .pt file name") from None
             torch.onnx.export(module, example, str(path), input_names=keys, output_names=["action"],
                               dynamic_axes={**{key: {0: "batch"} for key in keys}, "action": {0: "batch"}},
                               dynamo=False)
-        elif path.suffix in (".pt", ".ts"):
-            # Tracing records the ops for this input; none of them branches on values or the batch size.
-            torch.jit.trace(module, example).save(str(path))
         else:
-            raise ConfigError(f"export={path}: name a .onnx (ONNX) or .pt (TorchScript) file")
+            # Tracing records the ops for this input; none of them branches on values or the batch size (the
+            # shape check is a scripted function, kept as a call).
+            torch.jit.trace(module, example).save(str(path))
         return path
+
+
+# --- export: file names, inputs ----------------------------------------------------------------------
+
+EXPORT_FORMATS = {".onnx": "ONNX", ".pt": "TorchScript", ".ts": "TorchScript"}
+
+
+def check_export_name(path: Path, key: str) -> None:
+    """A file name whose suffix names a format rlrun exports, with the packages that format needs installed."""
+    if path.suffix not in EXPORT_FORMATS:
+        raise ConfigError(f"{key}={path}: the file name must end in .onnx (ONNX) or .pt / .ts (TorchScript), "
+                          f"not '{path.suffix or 'no suffix'}'")
+    if path.suffix == ".onnx":
+        try:
+            import onnx  # noqa: F401 -- torch's ONNX exporter writes the file through it
+        except ImportError:
+            raise ConfigError(f"{key}={path}: ONNX export needs the onnx package: pip install 'rlrun[export]' "
+                              "(onnx, and onnxruntime to run the file); or export TorchScript (a .pt file name)") from None
+
+
+def export_input(batch: np.ndarray) -> torch.Tensor:
+    """An example input of the exported graph: float observations as float32 (float64 MuJoCo observations
+    included: deployment runtimes such as TensorRT expect float32), others in their own dtype."""
+    tensor = torch.as_tensor(batch)
+    return tensor.float() if tensor.is_floating_point() else tensor
+
+
+def input_shapes(space: gym.Space) -> list[tuple[str, list[int]]]:
+    """(name, shape of one observation) per input of the exported graph: "obs", or one per key of a Dict."""
+    if isinstance(space, gym.spaces.Dict):
+        return [(key, list(sub.shape)) for key, sub in space.spaces.items()]
+    return [("obs", list(space.shape))]
+
+
+def batch_of(obs: torch.Tensor, shape: list[int], name: str) -> torch.Tensor:
+    """`obs` if it is a batch of observations of `shape`, else a ValueError saying the shape wanted. Compiled
+    with torch.jit.script, so that the traced TorchScript export keeps the check (tracing keeps no `if`)."""
+    if obs.dim() != len(shape) + 1 or obs.shape[1:] != shape:
+        wanted = "[batch" + "".join([", " + str(size) for size in shape]) + "]"
+        raise ValueError("input " + name + ": expected observations of shape " + wanted + " (a batch: add a "
+                         "leading axis for one observation, obs[None]), got " + str(obs.shape))
+    return obs
 
 
 # --- the acting network, for export ------------------------------------------------------------------
@@ -189,12 +233,16 @@ def deterministic_head(algo) -> nn.Module:
 
 class ActingNetwork(nn.Module):
     """Raw observation (Dict: one tensor per key, in key order) -> action: the observation transform and
-    frozen normalisation (rlrun.nets.observation), the policy's deterministic head, bounds."""
+    frozen normalisation (rlrun.nets.observation), the policy's deterministic head, bounds. With
+    `shapes` ((name, one observation's shape) per input), inputs not batches of those shapes are refused."""
 
-    def __init__(self, head: nn.Module, observation: nn.Module, action_space: gym.Space):
+    def __init__(self, head: nn.Module, observation: nn.Module, action_space: gym.Space,
+                 shapes: list[tuple[str, list[int]]] | None = None):
         super().__init__()
         self.head = head
         self.observation = observation
+        self.shapes = shapes
+        self.batch_of = torch.jit.script(batch_of) if shapes is not None else None
         start = getattr(action_space, "start", None)
         self.offset = start is not None and bool(np.any(start != 0))
         if self.offset:
@@ -205,6 +253,8 @@ class ActingNetwork(nn.Module):
             self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
 
     def forward(self, *obs: torch.Tensor) -> torch.Tensor:
+        if self.shapes is not None:
+            obs = tuple(self.batch_of(x, shape, name) for x, (name, shape) in zip(obs, self.shapes))
         action = self.head(self.observation(*obs))
         if self.offset:
             action = action + self.start
@@ -331,7 +381,7 @@ class EvalArgs:
 
 
 def parse_eval_args(argv: list[str]) -> tuple[str, EvalArgs, list[str]]:
-    """(checkpoint or run dir, the keys, the env overrides) of rlrun-eval's command line."""
+    """(checkpoint or run dir, the keys, the env overrides) of rlrun-eval's command line, each key checked."""
     positional = [a for a in argv if "=" not in a]
     if len(positional) != 1:
         raise ConfigError("name one run directory or checkpoint file: rlrun-eval outputs/<date>/<run> [episodes=10 ...]")
@@ -341,7 +391,38 @@ def parse_eval_args(argv: list[str]) -> tuple[str, EvalArgs, list[str]]:
     args = from_config(EvalArgs, keys, "rlrun-eval")
     if args.video_size is not None and (len(args.video_size) != 2 or min(args.video_size) <= 0):
         raise ConfigError(f"video_size must be [width,height] in pixels (got {args.video_size})")
+    if args.export is not None:
+        check_export_name(Path(args.export), "export")
+    if args.video:
+        try:
+            import imageio.v2  # noqa: F401
+            import imageio_ffmpeg  # noqa: F401 -- the plugin imageio needs for MP4
+        except ImportError:
+            raise ConfigError("video=true needs imageio and imageio-ffmpeg: pip install 'rlrun[video]'") from None
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise ConfigError(f"device={args.device}: not a torch device; use device=cpu or device=cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={args.device}: torch sees no CUDA device here; use device=cpu")
     return positional[0], args, env_overrides
+
+
+def check_writable(path: Path, key: str, folder: bool = False) -> None:
+    """That `path` (a file, or a folder with folder=True) can be written, creating the folders it needs,
+    without writing anything: checked before the first episode, so that a bad path costs no evaluation."""
+    if not folder and path.is_dir():
+        raise ConfigError(f"{key}: {path} is a folder; name a file in it")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{key}: {path} cannot be written (permission denied); name another path")
+    existing = path if folder else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{key}: {existing} is a file, so {path} cannot be made; name another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}: {path} cannot be written: the folder {existing} is not writable (permission "
+                          "denied or a read-only file system); name another path")
 
 
 def evaluate_policy(policy: Policy, episodes: int, seed: int | None, deterministic: bool = True,
@@ -372,6 +453,16 @@ def evaluate_policy(policy: Policy, episodes: int, seed: int | None, determinist
     return {"returns": returns, "lengths": lengths, "videos": videos}
 
 
+def check_rendering(policy: Policy, size: list[int] | None) -> None:
+    """Render one frame, so that a missing renderer (pygame, a GL backend) is reported before any file is written."""
+    env = make_render_env(policy.env_cfg, tuple(size) if size else None)
+    try:
+        env.reset(seed=0)
+        render(env, tuple(size) if size else None)
+    finally:
+        env.close()
+
+
 def evaluation_seed(policy: Policy) -> int:
     """The seed of the run's own evaluations (seed + eval.seed_offset)."""
     return int(policy.config["seed"]) + int(policy.config.get("eval", {}).get("seed_offset", 0))
@@ -382,9 +473,20 @@ def run_eval(argv: list[str]) -> dict:
     from rlrun.run import write_json
 
     target, args, env_overrides = parse_eval_args(argv)
-    policy = load_policy(target, env_overrides, args.device, args.trust_code)
-    run_dir = run_dir_of(policy.path)
+    ckpt = find_checkpoint(target)
+    run_dir = run_dir_of(ckpt)
+    # Every output path is checked before anything is loaded or played: a bad one costs no episodes.
+    out = Path(args.json) if args.json else run_dir / "eval" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{ckpt.stem}.json"
+    check_writable(out, "json" if args.json else "the evaluation record (or name another file with json=PATH)")
+    if args.export:
+        check_writable(Path(args.export), "export")
+    if args.video:
+        check_writable(run_dir / "videos", "video=true", folder=True)
+    policy = load_policy(ckpt, env_overrides, args.device, args.trust_code)
     seed = evaluation_seed(policy) if args.seed is None else args.seed
+    if args.video:
+        check_rendering(policy, args.video_size)
+    exported = policy.export(args.export) if args.export else None  # before the episodes: it takes a second
     result = evaluate_policy(policy, args.episodes, seed, args.deterministic,
                              run_dir / "videos" if args.video else None, args.video_frames, args.video_size)
     returns = result["returns"]
@@ -392,10 +494,8 @@ def run_eval(argv: list[str]) -> dict:
                "env_id": policy.env_cfg.id, "env_overrides": env_overrides, "episodes": args.episodes,
                "deterministic": args.deterministic, "seed": seed, "mean_return": float(np.mean(returns)),
                "std_return": float(np.std(returns)), **result}
-    out = Path(args.json) if args.json else (
-        run_dir / "eval" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{policy.path.stem}.json")
-    if args.export:
-        summary["export"] = str(policy.export(args.export))
+    if exported is not None:
+        summary["export"] = str(exported)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, summary)
     mode = "deterministic" if args.deterministic else "stochastic"

@@ -614,8 +614,9 @@ class Training:
 
     def save(self, name: str) -> None:
         algo_state = self.algo.state_dict()
-        if not self.settings.checkpoint.replay:
-            # An off-policy algorithm's replay buffer (key "replay") is large: kept only when asked for.
+        if name != "last.pt" or not self.settings.checkpoint.replay:
+            # An off-policy algorithm's replay buffer (key "replay") is large: kept only when asked for, and
+            # only in last.pt, which a resume reads; best.pt is for evaluation (load_policy ignores a replay).
             algo_state.pop("replay", None)
         # A diverged update can leave NaN weights while the losses reported before it were finite: such a
         # state must never replace the last good checkpoint (resuming it would only hit the NaN again).

@@ -29,9 +29,10 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from rlrun.config import POSITIVE, ConfigError, from_config, one_of
-from rlrun.envs import spaces
+from rlrun.envs import mujoco_models, spaces
 from rlrun.envs.normalize import RunningMeanStd, obs_statistics
 from rlrun.envs.state import EnvStateError, generator_state, get_env_state, set_env_state, set_generator_state
+from rlrun.envs.video import is_mujoco
 
 log = logging.getLogger("rlrun")
 
@@ -109,8 +110,14 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
         # Only when frames are wanted (video): many users' envs take no render_mode argument, and
         # gymnasium.make passes one to the constructor whenever it is given one.
         kwargs = {**kwargs, "render_mode": render_mode}
+    if is_mujoco(cfg.id):
+        import mujoco  # noqa: F401 -- loaded before the env compiles its model, for no_log_file
+
+        mujoco_models.no_log_file()
+        kwargs = mujoco_models.model_kwargs(cfg.id, kwargs)  # HalfCheetah without MuJoCo 4's deprecation warning
     try:
         env = gym.make(cfg.id, max_episode_steps=max_episode_steps, **kwargs)
+        mujoco_models.no_log_file()  # a user's env that loaded MuJoCo: no MUJOCO_LOG.TXT in the working directory
     except gym.error.Error as error:
         raise ConfigError(f"env.id {cfg.id!r} cannot be made: {error}") from None
     except ImportError as error:  # env=<module>:<id> whose module does not import
