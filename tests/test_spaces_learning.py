@@ -36,6 +36,7 @@ class Case:
     random: float  # a uniform random policy's mean return
     kind: str = field(default="")
     metric: str = "training"  # training: the last iteration's training episodes; evaluation: the final one
+    algo: str = "ppo"
 
 
 COMMON = ["logger=csv", "eval.every_steps=1000000", "eval.episodes=5", "checkpoint.every_steps=1000000"]

@@ -2,10 +2,13 @@
 researcher's own env package: `rlrun algo=ppo env=space_envs:DictReach-v0` (with tests/ on
 PYTHONPATH). Importing the package registers the ids; gymnasium imports it for `module:id`.
 
-Each is learnable within ~20-30k steps of PPO and far from trivial for a random policy:
+Each is learnable within ~20-30k steps of PPO (DictPointReach: of SAC) and far from trivial for a random policy:
 
     DictReach-v0      Dict observation {position (2,), goal (2,)}, Discrete(5) moves on a 5x5 grid;
                       reward -0.1 per step, +1 at the goal; 20 steps
+    DictPointReach-v0 Dict observation {position (2,), goal (2,)} in the square [-1, 1]^2, Box(-1, 1, (2,))
+                      actions moving the point by 0.2 x action; reward minus the distance to the goal
+                      per step, the episode ends within 0.1 of it; 25 steps
     MultiReach-v0     Box observation (4,), MultiDiscrete([3, 3]) actions (one move per axis); the
                       same reach task, both axes at once
     BitCopy-v0        Box observation of 4 random bits, MultiBinary(4) actions; reward: the number of
@@ -84,6 +87,37 @@ class RenderlessReach(MultiReach):
         super().__init__()
 
 
+class DictPointReach(gym.Env):
+    metadata = {"render_modes": []}
+    SPEED, RADIUS = 0.2, 0.1
+
+    def __init__(self, render_mode: str | None = None):
+        self.observation_space = spaces.Dict({"position": spaces.Box(-1.0, 1.0, (2,), np.float32),
+                                              "goal": spaces.Box(-1.0, 1.0, (2,), np.float32)})
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def observe(self) -> dict:
+        return {"position": self.position.astype(np.float32), "goal": self.goal.astype(np.float32)}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.position = self.np_random.uniform(-1.0, 1.0, 2)
+        self.goal = self.np_random.uniform(-1.0, 1.0, 2)
+        return self.observe(), {}
+
+    def step(self, action):
+        move = self.SPEED * np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+        self.position = np.clip(self.position + move, -1.0, 1.0)
+        distance = float(np.linalg.norm(self.goal - self.position))
+        return self.observe(), -distance, distance < self.RADIUS, False, {}
+
+    def get_state(self) -> dict:
+        return {"position": self.position.copy(), "goal": self.goal.copy()}
+
+    def set_state(self, state: dict) -> None:
+        self.position, self.goal = state["position"].copy(), state["goal"].copy()
+
+
 class BitCopy(gym.Env):
     metadata = {"render_modes": []}
 
@@ -128,6 +162,12 @@ class ImageTarget(gym.Env):
         reward = 1.0 if int(action) == self.quadrant else 0.0
         return self.draw(), reward, False, False, {}
 
+    def get_state(self) -> dict:
+        return {"quadrant": self.quadrant}  # the answer to the observation shown (flip included)
+
+    def set_state(self, state: dict) -> None:
+        self.quadrant = int(state["quadrant"])
+
 
 class DictImageTarget(ImageTarget):
     """ImageTarget's image beside a vector key: with flip = 1 the answer is the opposite quadrant (3 - q)."""
@@ -146,7 +186,8 @@ class DictImageTarget(ImageTarget):
 
 
 def register() -> None:
-    for name, cls, steps in (("DictReach-v0", DictReach, 20), ("MultiReach-v0", MultiReach, 20),
+    for name, cls, steps in (("DictReach-v0", DictReach, 20), ("DictPointReach-v0", DictPointReach, 25),
+                             ("MultiReach-v0", MultiReach, 20),
                              ("RenderlessReach-v0", RenderlessReach, 20), ("BitCopy-v0", BitCopy, 10),
                              ("ImageTarget-v0", ImageTarget, 10), ("DictImageTarget-v0", DictImageTarget, 10)):
         if name not in gym.registry:

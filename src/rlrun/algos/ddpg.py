@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -61,10 +62,13 @@ class DDPGConfig:
 # --- pieces TD3 and SAC share -------------------------------------------------------------------------
 
 
-def check_env(env: VecEnv, cfg) -> int:
-    """The observation size, after checking what these actor-critics need of the env."""
+def check_env(env: VecEnv, cfg) -> int | None:
+    """The observation size, after checking what these actor-critics need of the env; None for Dict
+    observations (SAC reads them through per-key encoders, rlrun.nets.dict_continuous)."""
     if env.num_envs != cfg.num_envs:
         raise ValueError(f"env has {env.num_envs} copies, algo.num_envs is {cfg.num_envs}")
+    if isinstance(env.observation_space, gym.spaces.Dict):
+        return None
     if len(env.observation_space.shape) != 1:
         raise ConfigError(f"MLP actor-critics need flat observations (got shape {env.observation_space.shape})")
     return env.observation_space.shape[0]

@@ -36,9 +36,10 @@ from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import POSITIVE, UNIT_INTERVAL, ConfigError, from_config, rule
 from rlrun.data import ReplayBuffer
 from rlrun.data.frames import FrameStackReplay
-from rlrun.envs import VecEnv
+from rlrun.envs import VecEnv, spaces
 from rlrun.hardware import Hardware
 from rlrun.nets import CNNConfig, MLPConfig, NumpyQ, QNetwork
+from rlrun.nets.cnn_actor_critic import to_tensor
 from rlrun.nets.flat import clip_grad_norm_, flatten_parameters
 from rlrun.optim import Adam
 
@@ -109,6 +110,7 @@ class DQN(OffPolicy):
     """DQN as a generator (the loop is OffPolicy.learn); `double` and `dueling` select the variants."""
 
     action_spaces = ("discrete",)
+    dict_observations = True  # one encoder per key (rlrun.nets.dict_encoder) under the Q network's torso
     samples_phase_at_once = True  # train_step draws no random numbers (epsilon's draws are the acting's)
 
     def __init__(self, cfg: DQNConfig, env: VecEnv, network: MLPConfig | CNNConfig, hardware: Hardware,
@@ -117,11 +119,12 @@ class DQN(OffPolicy):
             raise ValueError(f"env has {env.num_envs} copies, algo.num_envs is {cfg.num_envs}")
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise ConfigError(f"DQN needs a discrete action space (got {env.action_space})")
-        if len(env.observation_space.shape) == 3 and not isinstance(network, CNNConfig):
+        if len(env.observation_space.shape or ()) == 3 and not isinstance(network, CNNConfig):
             raise ConfigError(f"image observations of shape {env.observation_space.shape} need network=cnn")
         check_replay_fits_in_memory(cfg, env)
         super().__init__(cfg, env, hardware, seed, total_steps)
         self.n_actions = int(env.action_space.n)
+        self.dict_obs = isinstance(env.observation_space, gym.spaces.Dict)
         self.net = QNetwork(env.observation_space, env.action_space, network, cfg.dueling).to(self.device)
         self.target_net = copy.deepcopy(self.net)
         # One flat parameter (and gradient) per network: a fused Adam step, a one-tensor gradient clip,
@@ -135,7 +138,8 @@ class DQN(OffPolicy):
         self.target_updated_at = 0  # global_step of the last target update (see target_updates_due)
         # Acting on an MLP: numpy on views of the parameters (measured ~4x cheaper than a torch forward
         # on one observation; see NumpyQ). A CNN forward is real work, done in torch.
-        self.numpy_q = NumpyQ(self.net) if isinstance(network, MLPConfig) else None
+        # (Dict observations: their encoder, which may hold CNNs, runs in torch.)
+        self.numpy_q = NumpyQ(self.net) if isinstance(network, MLPConfig) and not self.dict_obs else None
         # Learning on an MLP: the backward pass written out (QNetwork.backward), autograd's result faster.
         self.manual_backward = self.net.has_manual_backward
         self.acting_version = self.gradient_updates
@@ -171,7 +175,7 @@ class DQN(OffPolicy):
         """Q(s, .) of the online network for a batch of observations, as numpy."""
         if self.numpy_q is None:
             with torch.inference_mode():
-                return self.net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+                return self.net(to_tensor(obs, self.device)).cpu().numpy()
         if not self.numpy_q.live and self.acting_version != self.gradient_updates:
             self.numpy_q.refresh()  # a learner on another device: copy its weights, once per update
             self.acting_version = self.gradient_updates
@@ -182,7 +186,7 @@ class DQN(OffPolicy):
         """Epsilon-greedy actions; `q`, Q(s, .) if the caller has it already (else computed when needed)."""
         # One uniform draw per env decides and, below epsilon, also picks the action: given u < eps,
         # u / eps is uniform on [0, 1), so floor(u / eps * |A|) is a uniform random action.
-        u = torch.rand(len(obs), generator=generator, dtype=torch.float64).numpy()
+        u = torch.rand(spaces.batch_size(obs), generator=generator, dtype=torch.float64).numpy()
         explore = u < epsilon
         if not explore.any():
             return (self.q_values(obs) if q is None else q).argmax(1)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from rlrun.data import ReplayBuffer
-from rlrun.envs import VecEnv
+from rlrun.envs import VecEnv, spaces
 from rlrun.hardware import Hardware
 
 
@@ -114,8 +114,7 @@ class OffPolicy:
                 next_obs, reward, terminated, truncated, final_obs = self.env.step(actions)
                 true_next = next_obs
                 if final_obs is not None:
-                    ended = (terminated | truncated).reshape((n,) + (1,) * (obs.ndim - 1))
-                    true_next = np.where(ended, final_obs, next_obs)
+                    true_next = spaces.where_rows(terminated | truncated, final_obs, next_obs)
                 self.replay.add(obs, actions, reward, true_next, terminated, truncated)
                 obs = next_obs
                 self.global_step += n

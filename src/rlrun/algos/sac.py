@@ -31,7 +31,9 @@ from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, from_config, rule
 from rlrun.envs import VecEnv
 from rlrun.hardware import Hardware
+from rlrun.nets.cnn_actor_critic import to_tensor
 from rlrun.nets.continuous import SquashedGaussianActor, TwinQ, acting, batch_statistics_only, numpy_actor
+from rlrun.nets.dict_continuous import DictSquashedGaussianActor, DictTwinQ
 from rlrun.nets.flat import flatten_parameters
 from rlrun.nets.mlp import MLPConfig
 from rlrun.optim import Adam
@@ -77,14 +79,19 @@ class SAC(OffPolicy):
     """SAC as a generator of metrics (the loop is OffPolicy.learn)."""
 
     action_spaces = ("continuous",)
+    dict_observations = True  # each network through its own per-key encoder (rlrun.nets.dict_continuous)
 
     def __init__(self, cfg: SACConfig, env: VecEnv, network: MLPConfig, hardware: Hardware, seed: int,
                  total_steps: int):
         obs_dim = check_env(env, cfg)
         super().__init__(cfg, env, hardware, seed, total_steps)
         space, device = env.action_space, self.device
-        self.actor = SquashedGaussianActor(obs_dim, space, network).to(device)
-        self.critic = TwinQ(obs_dim, space.shape[0], network).to(device)
+        if obs_dim is None:  # Dict observations
+            self.actor = DictSquashedGaussianActor(env.observation_space, space, network).to(device)
+            self.critic = DictTwinQ(env.observation_space, space.shape[0], network).to(device)
+        else:
+            self.actor = SquashedGaussianActor(obs_dim, space, network).to(device)
+            self.critic = TwinQ(obs_dim, space.shape[0], network).to(device)
         # The paper keeps no target policy: the next action is drawn from the current one.
         self.critic_target, self.targets = target_network(self.critic)
         self.actor_flat = flatten_parameters(self.actor)
@@ -98,7 +105,8 @@ class SAC(OffPolicy):
         self.log_alpha = torch.tensor(math.log(cfg.alpha), device=device, requires_grad=cfg.autotune)
         self.alpha_optimizer = Adam(self.log_alpha, lr=cfg.alpha_lr) if cfg.autotune else None
         self.update_generator = noise_generator(self.generator, device, seed)
-        self.numpy_actor = numpy_actor(self.actor.net, device)  # after flattening: it views the parameters
+        # After flattening: it views the parameters. (Dict observations: their encoder acts in torch.)
+        self.numpy_actor = numpy_actor(self.actor.net, device) if obs_dim is not None else None
         self.critic_order = self.critic.checkpoint_order()
         self.update_fns = compiled(self, ("critic_loss", "actor_loss"), cfg.compile, device)
         # Plain MLP critics, eager: the critics' backward written out (rlrun.nets.backprop), as TD3's; the
@@ -126,7 +134,7 @@ class SAC(OffPolicy):
     @torch.inference_mode()
     def act_in_torch(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """act() where the actor has no numpy copy (on a GPU, or with batch norm); the same function."""
-        obs_t = torch.as_tensor(obs, device=self.device)
+        obs_t = to_tensor(obs, self.device)
         with acting(self.actor):
             if deterministic:
                 return self.actor.mode(obs_t).cpu().numpy()
@@ -180,8 +188,8 @@ class SAC(OffPolicy):
         alpha = self.log_alpha.detach().exp()
         # The noise of a' ~ pi(.|s'), then of a~ (eq. 8), from the update's generator, outside the
         # loss functions so that a compiled update draws the same numbers as an eager one.
-        next_noise, noise = (torch.randn(obs.shape[0], self.actor.action_dim, generator=self.update_generator,
-                                         device=obs.device) for _ in range(2))
+        next_noise, noise = (torch.randn(len(batch["rewards"]), self.actor.action_dim, generator=self.update_generator,
+                                         device=batch["rewards"].device) for _ in range(2))
         # With network.batch_norm, each layer records one batch per step, of the minibatch's states s:
         # the actor's in its own loss, the critics' in theirs; other forwards only normalise.
         inputs = (obs, batch["actions"], batch["rewards"], batch["terminated"], batch["next_obs"], next_noise, alpha)

@@ -1,10 +1,31 @@
-"""Replay memory for off-policy algorithms: a ring of preallocated numpy arrays."""
+"""Replay memory for off-policy algorithms: a ring of preallocated numpy arrays (per key for Dict observations)."""
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 import torch
+
+from rlrun.envs import spaces
+
+FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated")
+
+
+def stored_dtype(dtype) -> np.dtype:
+    """Floats as float32, what the networks take (the env's float64 would double the memory); others as they are."""
+    return np.dtype(np.float32) if np.issubdtype(dtype, np.floating) else np.dtype(dtype)
+
+
+def storage(space: gym.Space, capacity: int) -> spaces.Obs:
+    """Zeros for `capacity` observations of `space`: an array, or a dict of arrays for a Dict space."""
+    if isinstance(space, gym.spaces.Dict):
+        return {key: storage(sub, capacity) for key, sub in space.spaces.items()}
+    return np.zeros((capacity, *space.shape), stored_dtype(space.dtype))
+
+
+def per_key(fn, value):
+    """fn(value), or fn of each value of a dict (a Dict observation's arrays)."""
+    return {key: fn(part) for key, part in value.items()} if isinstance(value, dict) else fn(value)
 
 
 class ReplayBuffer:
@@ -18,11 +39,9 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, observation_space: gym.Space, action_space: gym.Space):
         self.capacity = capacity
-        obs_shape, obs_dtype = observation_space.shape, observation_space.dtype
-        if np.issubdtype(obs_dtype, np.floating):
-            obs_dtype = np.float32  # what the networks take; the env's float64 would double the memory
-        self.obs = np.zeros((capacity, *obs_shape), obs_dtype)
-        self.next_obs = np.zeros((capacity, *obs_shape), obs_dtype)
+        # A Dict observation space: a dict of arrays, one per key (uint8 images stay uint8).
+        self.obs = storage(observation_space, capacity)
+        self.next_obs = storage(observation_space, capacity)
         discrete = isinstance(action_space, gym.spaces.Discrete)
         self.actions = np.zeros((capacity, *action_space.shape), np.int64 if discrete else np.float32)
         self.rewards = np.zeros(capacity, np.float32)
@@ -33,23 +52,24 @@ class ReplayBuffer:
     @staticmethod
     def nbytes(capacity: int, observation_space: gym.Space, action_space: gym.Space) -> int:
         """The bytes the arrays take once full: s and s' whole, action, reward, terminated."""
-        itemsize = np.dtype(np.float32 if np.issubdtype(observation_space.dtype, np.floating)
-                            else observation_space.dtype).itemsize
+        subspaces = (observation_space.spaces.values() if isinstance(observation_space, gym.spaces.Dict)
+                     else [observation_space])
+        obs = sum(int(np.prod(sub.shape)) * stored_dtype(sub.dtype).itemsize for sub in subspaces)
         action = int(np.prod(action_space.shape)) * (8 if isinstance(action_space, gym.spaces.Discrete) else 4)
-        return capacity * (2 * int(np.prod(observation_space.shape)) * itemsize + action + 4 + 4)
+        return capacity * (2 * obs + action + 4 + 4)
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
             terminated: np.ndarray, truncated: np.ndarray | None = None) -> None:
         """Store one transition per env (arrays with the env index first). `truncated` is not needed here:
         s' is stored whole (rlrun.data.frames.FrameStackReplay, which rebuilds it, needs it)."""
-        n = len(obs)
+        n = spaces.batch_size(obs)
         # A slice where the envs' slots do not wrap around the ring (nearly always): cheaper than an index array.
         index = (slice(self.pos, self.pos + n) if self.pos + n <= self.capacity
                  else (self.pos + np.arange(n)) % self.capacity)
-        self.obs[index] = obs
+        spaces.set_row(self.obs, index, obs)
         self.actions[index] = actions
         self.rewards[index] = rewards
-        self.next_obs[index] = next_obs
+        spaces.set_row(self.next_obs, index, next_obs)
         self.terminated[index] = terminated
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
@@ -57,8 +77,8 @@ class ReplayBuffer:
     def sample(self, batch_size: int, generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
         """A uniform sample with replacement, as tensors on `device`."""
         index = torch.randint(self.size, (batch_size,), generator=generator).numpy()
-        return {name: torch.from_numpy(getattr(self, name)[index]).to(device)
-                for name in ("obs", "actions", "rewards", "next_obs", "terminated")}
+        return {name: per_key(lambda array: torch.from_numpy(array[index]).to(device), getattr(self, name))
+                for name in FIELDS}
 
     def sample_many(self, count: int, batch_size: int, generator: torch.Generator, device: torch.device
                     ) -> list[dict[str, torch.Tensor]]:
@@ -66,19 +86,19 @@ class ReplayBuffer:
         another (torch draws count * batch_size integers in one call as it draws them in count calls),
         gathered together: views of one sample of count * batch_size rows."""
         whole = self.sample(count * batch_size, generator, device)
-        parts = {name: tensor.split(batch_size) for name, tensor in whole.items()}
-        return [{name: split[i] for name, split in parts.items()} for i in range(count)]
+        parts = {name: per_key(lambda tensor: tensor.split(batch_size), value) for name, value in whole.items()}
+        return [{name: per_key(lambda pieces: pieces[i], split) for name, split in parts.items()} for i in range(count)]
 
     def state_dict(self) -> dict:
         """The filled part only, as tensors sharing the arrays' memory (no copy until written)."""
-        arrays = {name: torch.from_numpy(getattr(self, name)[: self.size])
-                  for name in ("obs", "actions", "rewards", "next_obs", "terminated")}
+        arrays = {name: per_key(lambda array: torch.from_numpy(array[: self.size]), getattr(self, name))
+                  for name in FIELDS}
         return {**arrays, "pos": self.pos, "size": self.size}
 
     def load_state_dict(self, state: dict) -> None:
         size = state["size"]
         if size > self.capacity:
             raise ValueError(f"checkpoint replay holds {size} transitions, more than buffer_size={self.capacity}")
-        for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
-            getattr(self, name)[:size] = state[name].numpy()
+        for name in FIELDS:
+            spaces.set_row(getattr(self, name), slice(0, size), per_key(lambda tensor: tensor.numpy(), state[name]))
         self.pos, self.size = state["pos"] % self.capacity, size

@@ -22,6 +22,15 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 MODELS = {"gymnasium.envs.mujoco.half_cheetah_v5:HalfCheetahEnv": "half_cheetah.xml"}
 
 
+def is_mujoco(env_id: str) -> bool:
+    """Whether `env_id` is one of gymnasium's MuJoCo envs."""
+    try:
+        entry_point = gym.spec(env_id).entry_point
+    except gym.error.Error:
+        return False
+    return isinstance(entry_point, str) and entry_point.startswith("gymnasium.envs.mujoco")
+
+
 def model_kwargs(env_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """`kwargs` with xml_file set to rlrun's copy of the model, for the envs of MODELS (not if one is named)."""
     if "xml_file" in kwargs:

@@ -191,6 +191,13 @@ def rows(batch: Obs, index) -> Obs:
     return batch[index]
 
 
+def where_rows(rows_mask: np.ndarray, chosen: Obs, other: Obs) -> Obs:
+    """`chosen`'s rows where `rows_mask` (one bool per row) holds, `other`'s elsewhere; per key for dicts."""
+    if isinstance(chosen, dict):
+        return {name: where_rows(rows_mask, chosen[name], other[name]) for name in chosen}
+    return np.where(rows_mask.reshape((len(rows_mask),) + (1,) * (chosen.ndim - 1)), chosen, other)
+
+
 def batch_size(obs: Obs) -> int:
     if isinstance(obs, dict):
         return len(next(iter(obs.values())))

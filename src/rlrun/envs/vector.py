@@ -32,7 +32,6 @@ from rlrun.config import POSITIVE, ConfigError, from_config, one_of
 from rlrun.envs import mujoco_models, spaces
 from rlrun.envs.normalize import RunningMeanStd, obs_statistics
 from rlrun.envs.state import EnvStateError, generator_state, get_env_state, set_env_state, set_generator_state
-from rlrun.envs.video import is_mujoco
 
 log = logging.getLogger("rlrun")
 
@@ -126,7 +125,7 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
         # Only when frames are wanted (video): many users' envs take no render_mode argument, and
         # gymnasium.make passes one to the constructor whenever it is given one.
         kwargs = {**kwargs, "render_mode": render_mode}
-    if is_mujoco(cfg.id):
+    if mujoco_models.is_mujoco(cfg.id):
         import mujoco  # noqa: F401 -- loaded before the env compiles its model, for no_log_file
 
         mujoco_models.no_log_file()

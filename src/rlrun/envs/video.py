@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlrun.config import ConfigError
+from rlrun.envs.mujoco_models import is_mujoco
 
 Act = Callable[[np.ndarray], np.ndarray]  # one raw observation -> the action the env takes
 
@@ -36,14 +37,6 @@ def choose_gl_backend() -> str | None:
             os.environ["MUJOCO_GL"] = backend
             return backend
     return None  # a desktop with a display: gymnasium tries glfw itself
-
-
-def is_mujoco(env_id: str) -> bool:
-    try:
-        entry_point = gym.spec(env_id).entry_point
-    except gym.error.Error:
-        return False
-    return isinstance(entry_point, str) and entry_point.startswith("gymnasium.envs.mujoco")
 
 
 def make_render_env(env_cfg, size: tuple[int, int] | None = None) -> gym.Env:

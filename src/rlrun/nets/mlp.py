@@ -22,7 +22,7 @@ class MLPConfig:
     # DDPG's batch normalisation (Lillicrap et al. 2015): on the input and every hidden layer. Off by
     # default; the numpy acting copies of the on-policy algorithms do not support it.
     batch_norm: bool = False
-    # Dict observations (rlrun.nets.dict_actor_critic): features of the Nature CNN that encodes each
+    # Dict observations (rlrun.nets.dict_encoder): features of the Nature CNN that encodes each
     # image key (SB3's CombinedExtractor: 256). A default, so network files without the key stay valid.
     image_features_dim: int = field(default=256, metadata={"rule": POSITIVE})
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from rlrun.nets.backprop import SequentialMLP, affine_backward
 from rlrun.nets.cnn import CNNConfig, NatureCNN
+from rlrun.nets.dict_encoder import DictEncoder, check_dict_network
 from rlrun.nets.mlp import ACTIVATIONS, MLPConfig, linear
 from rlrun.nets.numpy_mlp import ACTIVATIONS as NUMPY_ACTIVATIONS
 
@@ -50,7 +51,13 @@ class QNetwork(nn.Module):
         if getattr(cfg, "batch_norm", False):
             raise ValueError("network.batch_norm is DDPG's (Lillicrap et al. 2015); Q networks do not take it")
         n_actions = int(action_space.n)
-        if isinstance(cfg, CNNConfig):
+        if isinstance(observation_space, gym.spaces.Dict):
+            # SB3's MultiInputPolicy: one encoder per key, concatenated, then the MLP torso on its features.
+            check_dict_network(cfg)
+            encoder = DictEncoder(observation_space, cfg.image_features_dim, cfg.ortho_init)
+            self.torso = nn.Sequential(encoder, *mlp_torso(encoder.features_dim, cfg))
+            features = cfg.hidden_sizes[-1]
+        elif isinstance(cfg, CNNConfig):
             self.torso: nn.Module = NatureCNN(observation_space.shape, cfg)
             features = cfg.features_dim
         else:
