@@ -205,6 +205,13 @@ def test_dqn_with_saved_replay_split_run_equals_one_run(rlrun, tmp_path):
                        "algo.learning_starts=250", "algo.eval_epsilon=0.5", "eval.episodes=3")
 
 
+def test_dqn_with_prioritized_replay_split_run_equals_one_run(rlrun, tmp_path):
+    # The sum tree's priorities are saved with the replay; one update per step, two per phase.
+    split_equals_whole(rlrun, tmp_path, 1000, "algo=dueling_dqn", "env=CartPole", "checkpoint.replay=true",
+                       "algo.learning_starts=250", "algo.prioritized_replay=true", "algo.train_frequency=1",
+                       "algo.gradient_steps=2", "network.hidden_sizes=[16,16]")
+
+
 # The other algorithms and a MuJoCo env: the same proof, in the slow set (a few seconds per run, but
 # three runs each on a shared 2-core machine).
 @pytest.mark.slow

@@ -17,6 +17,11 @@ and the target network evaluates it, y = r + gamma Q(s', a'; theta^-); the max o
 scores with the same noisy estimate, which overestimates.
 `dueling` (Wang et al. 2016, eq. 9): the network computes V(s) and A(s, a) in separate streams and
 outputs Q = V + (A - mean_a A) (rlrun.nets.q).
+`prioritized_replay` (Schaul et al. 2016, Algorithm 1, proportional variant): transitions are sampled
+with probability P(i) = p_i / sum_k p_k, p_i = (|delta_i| + eps)^alpha (rlrun.data.prioritized); each
+sample's Huber loss is weighted by w_i = (N P(i))^-beta / max_k w_k, beta annealed linearly from beta0
+to 1 at total_steps (`importance_weights`), and after each gradient step the sampled transitions'
+priorities become their new |delta|.
 
 Episodes cut by a time limit are bootstrapped: the replay stores termination only (Pardo et al. 2018).
 """
@@ -33,8 +38,9 @@ import torch
 import torch.nn.functional as F
 
 from rlrun.algos.offpolicy import OffPolicy
-from rlrun.config import POSITIVE, UNIT_INTERVAL, ConfigError, from_config, rule
+from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, rule
 from rlrun.data import ReplayBuffer
+from rlrun.data.prioritized import PrioritizedReplayBuffer
 from rlrun.data.frames import FrameStackReplay
 from rlrun.envs import VecEnv, spaces
 from rlrun.hardware import Hardware
@@ -69,6 +75,10 @@ class DQNConfig:
     eval_epsilon: float = rule(UNIT_INTERVAL)
     max_grad_norm: float | None = rule(POSITIVE)
     clip_reward: bool
+    prioritized_replay: bool
+    per_alpha: float = rule(NON_NEGATIVE)
+    per_beta0: float = rule(UNIT_INTERVAL)
+    per_eps: float = rule(POSITIVE)
 
 
 # --- the mathematics, as functions of tensors (tests check them against hand-worked values) ---------
@@ -100,10 +110,23 @@ def td_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q_target: to
     return torch.addcmul(rewards, 1.0 - terminated, next_value, value=gamma)  # r + gamma (1 - terminated) Q'
 
 
-def q_loss(q_taken: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def q_loss(q_taken: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Huber loss with delta 1, averaged over the batch: quadratic for |y - Q| <= 1, linear beyond, so
-    the gradient is the TD error clipped to [-1, 1] (Mnih et al. 2015, Methods, "error clipping")."""
-    return F.smooth_l1_loss(q_taken, target)
+    the gradient is the TD error clipped to [-1, 1] (Mnih et al. 2015, Methods, "error clipping").
+    With `weights` (prioritized replay's importance-sampling weights), each sample's loss is multiplied
+    by its weight before the mean (Schaul et al. 2016, Algorithm 1, line 12: w_j delta_j grad Q)."""
+    if weights is None:
+        return F.smooth_l1_loss(q_taken, target)
+    return (weights * F.smooth_l1_loss(q_taken, target, reduction="none")).mean()
+
+
+def importance_weights(probabilities: torch.Tensor, min_probability: torch.Tensor, beta: float) -> torch.Tensor:
+    """w_i = (N P(i))^-beta / max_k w_k (Schaul et al. 2016, section 3.4), which corrects the bias of
+    sampling in proportion to priority (beta = 1: fully). The max is over the whole buffer, as the paper
+    and SB2's/OpenAI Baselines' replay do (Dopamine takes it over the minibatch): it is the weight of the
+    least likely transition, (N min_k P(k))^-beta, so the weights are (P(i) / min_k P(k))^-beta, N
+    cancelling, all in (0, 1], and the step size does not depend on which minibatch was drawn."""
+    return (probabilities / min_probability).pow(-beta).float()
 
 
 class DQN(OffPolicy):
@@ -122,6 +145,11 @@ class DQN(OffPolicy):
         if len(env.observation_space.shape or ()) == 3 and not isinstance(network, CNNConfig):
             raise ConfigError(f"image observations of shape {env.observation_space.shape} need network=cnn")
         check_replay_fits_in_memory(cfg, env)
+        if cfg.prioritized_replay and stacks_frames(env):
+            raise ConfigError("algo.prioritized_replay=true is not implemented for Atari frame stacks "
+                              "(env.wrappers=atari); set algo.prioritized_replay=false")
+        # With prioritized replay each minibatch is drawn after the previous update has changed priorities.
+        self.samples_phase_at_once = not cfg.prioritized_replay
         super().__init__(cfg, env, hardware, seed, total_steps)
         self.n_actions = int(env.action_space.n)
         self.dict_obs = isinstance(env.observation_space, gym.spaces.Dict)
@@ -155,6 +183,9 @@ class DQN(OffPolicy):
     def make_replay(self, cfg: DQNConfig, env: VecEnv) -> ReplayBuffer | FrameStackReplay:
         if stacks_frames(env):
             return FrameStackReplay(cfg.buffer_size, env.observation_space, env.action_space, env.num_envs)
+        if cfg.prioritized_replay:
+            return PrioritizedReplayBuffer(cfg.buffer_size, env.observation_space, env.action_space,
+                                           cfg.per_alpha, cfg.per_eps)
         return super().make_replay(cfg, env)
 
     # --- acting ---------------------------------------------------------------------------------------
@@ -170,6 +201,11 @@ class DQN(OffPolicy):
         if not self.cfg.anneal_lr:
             return self.cfg.learning_rate
         return linear_schedule(self.cfg.learning_rate, 0.0, self.total_steps, self.global_step)
+
+    def per_beta(self) -> float:
+        """Prioritized replay's importance-sampling exponent: beta0 linearly to 1 at total_steps (Schaul
+        et al. 2016, section 3.4: full correction matters most near the end of learning)."""
+        return linear_schedule(self.cfg.per_beta0, 1.0, self.total_steps, self.global_step)
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """Q(s, .) of the online network for a batch of observations, as numpy."""
@@ -247,21 +283,29 @@ class DQN(OffPolicy):
             next_obs = batch["next_obs"]
             next_q_online = self.net(next_obs) if cfg.double else None
             y = td_target(rewards, batch["terminated"], self.target_net(next_obs), cfg.gamma, next_q_online)
+            weights = (importance_weights(batch["probabilities"], batch["min_probability"], self.per_beta())
+                       if cfg.prioritized_replay else None)
         if self.manual_backward:
-            loss, q_all, q_taken = self.backward_by_hand(batch["obs"], batch["actions"], y)
+            loss, q_all, q_taken = self.backward_by_hand(batch["obs"], batch["actions"], y, weights)
         else:
             q_all = self.net(batch["obs"])
             q_taken = q_all.gather(1, batch["actions"].unsqueeze(1)).squeeze(1)
-            loss = q_loss(q_taken, y)
+            loss = q_loss(q_taken, y, weights)
             self.flat_params.grad.zero_()
             loss.backward()
         if cfg.max_grad_norm is not None:
             clip_grad_norm_(self.flat_params, cfg.max_grad_norm)
         self.optimizer.step()
+        metrics = {}
+        if cfg.prioritized_replay:
+            # The new priorities: the TD errors of this step, before its update (Algorithm 1, line 11).
+            td_errors = (y - q_taken.detach()).cpu().numpy()
+            self.replay.update_priorities(batch["indices"].numpy(), td_errors)
+            metrics = {"train/per_beta": torch.tensor(self.per_beta()), "train/is_weight": weights.mean()}
         # train/max_q: the value estimate max_a Q(s, a) averaged over the minibatch's states, the quantity
         # whose overestimation van Hasselt et al. (2016, Figure 3) compare between DQN and Double DQN.
         return {"train/loss": loss.detach(), "train/q_values": q_taken.detach().mean(),
-                "train/max_q": q_all.detach().amax(1).mean(), "train/epsilon": self.epsilon_tensor()}
+                "train/max_q": q_all.detach().amax(1).mean(), "train/epsilon": self.epsilon_tensor(), **metrics}
 
     def epsilon_tensor(self) -> torch.Tensor:
         """epsilon() as a 0-d tensor (a metric), made once per env step: a learning phase's gradient steps
@@ -270,17 +314,20 @@ class DQN(OffPolicy):
             self.epsilon_at = (self.global_step, torch.tensor(self.epsilon()))
         return self.epsilon_at[1]
 
-    def backward_by_hand(self, obs: torch.Tensor, actions: torch.Tensor,
-                         y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q_loss(Q(s, a), y).backward() without autograd's graph (see rlrun.nets.q): the Huber loss's
-        gradient is the TD error clipped to [-1, 1] (Mnih et al.'s error clipping), divided by the batch
-        size (the mean), at the taken action; 0 at the others. Returns (loss, Q(s, .), Q(s, a))."""
+    def backward_by_hand(self, obs: torch.Tensor, actions: torch.Tensor, y: torch.Tensor,
+                         weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q_loss(Q(s, a), y, weights).backward() without autograd's graph (see rlrun.nets.q): the Huber
+        loss's gradient is the TD error clipped to [-1, 1] (Mnih et al.'s error clipping), times the
+        sample's importance weight if any, divided by the batch size (the mean), at the taken action; 0 at
+        the others. Returns (loss, Q(s, .), Q(s, a))."""
         with torch.no_grad():
             q_all, saved = self.net.forward_saving(obs)
             index = actions.unsqueeze(1)
             q_taken = q_all.gather(1, index).squeeze(1)
-            loss = q_loss(q_taken, y)
+            loss = q_loss(q_taken, y, weights)
             grad_q_taken = (q_taken - y).clamp_(-1.0, 1.0).div_(len(y))
+            if weights is not None:
+                grad_q_taken.mul_(weights)
             self.net.backward(saved, torch.zeros_like(q_all).scatter_(1, index, grad_q_taken.unsqueeze(1)))
         return loss, q_all, q_taken
 

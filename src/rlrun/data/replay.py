@@ -76,7 +76,10 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
         """A uniform sample with replacement, as tensors on `device`."""
-        index = torch.randint(self.size, (batch_size,), generator=generator).numpy()
+        return self.gather(torch.randint(self.size, (batch_size,), generator=generator).numpy(), device)
+
+    def gather(self, index: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+        """The transitions at `index`, as tensors on `device`."""
         return {name: per_key(lambda array: torch.from_numpy(array[index]).to(device), getattr(self, name))
                 for name in FIELDS}
 
