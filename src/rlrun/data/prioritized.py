@@ -25,7 +25,8 @@ class SumTree:
 
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self.leaves = 1 << max(0, (capacity - 1).bit_length())  # L, the first leaf's node
+        self.depth = max(0, (capacity - 1).bit_length())  # levels above the leaves
+        self.leaves = 1 << self.depth  # L, the first leaf's node
         self.sums = np.zeros(2 * self.leaves, np.float64)
         self.mins = np.full(2 * self.leaves, np.inf, np.float64)
 
@@ -46,21 +47,25 @@ class SumTree:
         updates would), then recompute their ancestors from their children, level by level. Each node is
         always its children's sum computed afresh (never adjusted by a difference), so the tree's values
         depend only on its leaves: one rebuilt from saved leaves (load) is the same bit for bit."""
-        nodes = np.asarray(index, np.int64) + self.leaves
+        nodes = np.array(index, np.int64) + self.leaves  # a copy: shifted in place below
         self.sums[nodes] = priorities
         self.mins[nodes] = priorities
-        nodes = np.unique(nodes // 2)
-        while nodes[0] >= 1:  # up to the root, node 1 (node 0 is unused)
-            self.sums[nodes] = self.sums[2 * nodes] + self.sums[2 * nodes + 1]
-            self.mins[nodes] = np.minimum(self.mins[2 * nodes], self.mins[2 * nodes + 1])
-            nodes = np.unique(nodes // 2)
+        # A node that appears twice (two changed leaves below it) is set twice to the same value: no
+        # need to deduplicate. All the nodes are on one level, so the loop ends at the root, node 1.
+        sums, mins = self.sums.reshape(-1, 2), self.mins.reshape(-1, 2)  # row k: node k's children
+        for _ in range(self.depth):
+            nodes >>= 1
+            children = sums[nodes]
+            self.sums[nodes] = children[:, 0] + children[:, 1]
+            children = mins[nodes]
+            self.mins[nodes] = np.minimum(children[:, 0], children[:, 1])
 
     def find(self, mass: np.ndarray) -> np.ndarray:
         """For each value m in [0, total), the leaf i with sum_{k<i} p_k <= m < sum_{k<=i} p_k: descend
         from the root, going right (and subtracting the left child's sum) where m >= the left sum."""
         nodes = np.ones(len(mass), np.int64)
         mass = np.array(mass, np.float64)
-        while nodes[0] < self.leaves:
+        for _ in range(self.depth):
             left = 2 * nodes
             left_sum = self.sums[left]
             right = mass >= left_sum
