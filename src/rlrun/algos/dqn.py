@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from rlrun.algos.offpolicy import OffPolicy
 from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, rule
 from rlrun.data import ReplayBuffer
-from rlrun.data.prioritized import PrioritizedReplayBuffer
 from rlrun.data.frames import FrameStackReplay
+from rlrun.data.prioritized import PrioritizedReplayBuffer
 from rlrun.envs import VecEnv, spaces
 from rlrun.hardware import Hardware
 from rlrun.nets import CNNConfig, MLPConfig, NumpyQ, QNetwork
@@ -125,7 +125,9 @@ def importance_weights(probabilities: torch.Tensor, min_probability: torch.Tenso
     sampling in proportion to priority (beta = 1: fully). The max is over the whole buffer, as the paper
     and SB2's/OpenAI Baselines' replay do (Dopamine takes it over the minibatch): it is the weight of the
     least likely transition, (N min_k P(k))^-beta, so the weights are (P(i) / min_k P(k))^-beta, N
-    cancelling, all in (0, 1], and the step size does not depend on which minibatch was drawn."""
+    cancelling, all in (0, 1], and the step size does not depend on which minibatch was drawn. (A
+    transition whose TD error was ~0 has p = eps^alpha, which makes every weight small; Adam, which
+    divides by the gradient's running scale, hardly sees such a common factor.)"""
     return (probabilities / min_probability).pow(-beta).float()
 
 
