@@ -24,7 +24,7 @@ train: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n auto $(ARGS)
 
-## The tests without the slow ones (learning tests, the per-algorithm resume matrix, installs): ~5 minutes.
+## The tests without the slow ones (learning tests, the per-algorithm resume matrix, installs).
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n auto -m "not slow" $(ARGS)
 
