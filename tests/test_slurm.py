@@ -72,14 +72,25 @@ def job_state(job: str, env: dict[str, str]) -> str:
     return states[-1] if states else "UNKNOWN"
 
 
+HELD_SINCE: dict[str, float] = {}  # job id -> when release_requeued first saw it held
+SETTLE_S = 10.0
+
+
 def release_requeued(env: dict[str, str]) -> None:
     """SLURM holds a requeued job for ~2 minutes (its EligibleTime is the requeue + 121 s); let held jobs
-    start now, as an administrator may: only SLURM's waiting is shortened, rlrun does the same."""
+    start sooner, as an administrator may: only SLURM's waiting is shortened, rlrun does the same. A job is
+    released only after SETTLE_S seconds held: released at once, it was allocated while its previous start
+    was still being cleaned up, and slurmctld killed it ("Killing non-startable batch JobId=4: Job
+    credential revoked"), so it never ran again."""
     held = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i %r"], env=env, capture_output=True, text=True,
                           timeout=60).stdout.split("\n")
-    for line in held:
-        if line.endswith("BeginTime"):
-            subprocess.run(["scontrol", "update", f"JobId={line.split()[0]}", "StartTime=now"], env=env,
+    now = time.monotonic()
+    held_jobs = {line.split()[0] for line in held if line.endswith("BeginTime")}
+    for job in set(HELD_SINCE) - held_jobs:  # started again: its next requeue settles afresh
+        del HELD_SINCE[job]
+    for job in held_jobs:
+        if now - HELD_SINCE.setdefault(job, now) >= SETTLE_S:
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env,
                            capture_output=True, timeout=60)
 
 
