@@ -3,6 +3,9 @@ written-out learner (rlrun.nets.merged) against autograd."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from omegaconf import OmegaConf
 
@@ -42,3 +45,19 @@ def assert_merged_matches_autograd(merged, reference, obs: torch.Tensor) -> None
     ((reference.dist_params(obs) * w_params).sum() + (reference.value(obs) * w_values).square().sum()).backward()
     for (name, p), q in zip(merged.net.named_parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+def train_space_env_runs(rlrun, cwd: Path, runs: dict[str, list[str]]) -> dict[str, Path]:
+    """Each of `runs` (name -> CLI arguments) trained by the CLI into cwd/<name>, with tests/ on PYTHONPATH so
+    the runs can make this suite's own envs (tests/space_envs)."""
+    old = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), old])
+    try:
+        dirs = {}
+        for name, args in runs.items():
+            result = rlrun(*args, cwd=cwd, run_dir=cwd / name)
+            assert result.returncode == 0, result.describe()
+            dirs[name] = cwd / name
+        return dirs
+    finally:
+        os.environ["PYTHONPATH"] = old

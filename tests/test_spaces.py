@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from helpers import train_space_env_runs
 
 from rlrun.config import ConfigError
 from rlrun.envs import VecEnv, env_config
@@ -129,17 +130,7 @@ RUNS = {
 def trained(rlrun, tmp_path_factory) -> dict[str, Path]:
     """One tiny run of each kind (one update each), made by the CLI."""
     cwd = tmp_path_factory.mktemp("spaces")
-    old = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), old])
-    try:
-        runs = {}
-        for name, args in RUNS.items():
-            result = rlrun(*args, cwd=cwd, run_dir=cwd / name)
-            assert result.returncode == 0, result.describe()
-            runs[name] = cwd / name
-        return runs
-    finally:
-        os.environ["PYTHONPATH"] = old
+    return train_space_env_runs(rlrun, cwd, RUNS)
 
 
 @pytest.mark.parametrize("name", list(RUNS))

@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from helpers import train_space_env_runs
 from test_resume_exact import split_equals_whole
 
 from rlrun.config import ConfigError
@@ -194,17 +195,7 @@ RUNS = {
 def trained(rlrun, tmp_path_factory) -> dict[str, Path]:
     """One short run of each, made by the CLI (two evaluations: best.pt is one of them)."""
     cwd = tmp_path_factory.mktemp("dict_offpolicy")
-    old = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), old])
-    try:
-        runs = {}
-        for name, args in RUNS.items():
-            result = rlrun(*args, cwd=cwd, run_dir=cwd / name)
-            assert result.returncode == 0, result.describe()
-            runs[name] = cwd / name
-        return runs
-    finally:
-        os.environ["PYTHONPATH"] = old
+    return train_space_env_runs(rlrun, cwd, RUNS)
 
 
 @pytest.mark.parametrize("name", list(RUNS))
