@@ -28,9 +28,10 @@ test: $(BIN)/.installed
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n auto -m "not slow" $(ARGS)
 
-## The long cluster tests (tests/test_cluster.py), as root on Debian after `scripts/slurm_local.sh install` and
-## `scripts/postgres_local.sh install`: a sweep through 2-minute SLURM time limits and requeues, a suite with a
-## cancelled job, tuner workers as a job array on PostgreSQL. One at a time (the cluster's ports are fixed).
+## The long tests of what runs on other machines (marker `cluster`), as root on Debian after
+## `scripts/slurm_local.sh install` and `scripts/postgres_local.sh install`: a sweep through 2-minute SLURM time
+## limits and requeues, a suite with a cancelled job, tuner workers as a job array on PostgreSQL, and
+## scripts/gpu_check.sh rehearsed on the CPU. One at a time (the cluster's ports are fixed).
 test-cluster: $(BIN)/.installed
 	RLRUN_CLUSTER_TESTS=1 $(BIN)/python -m pytest -q -m cluster $(ARGS)
 

@@ -25,6 +25,18 @@ _SCRUBBED_ENV = ("HYDRA_FULL_ERROR", "WANDB_MODE", "WANDB_DIR", "WANDB_RUN_ID", 
 FAST = ("env=CartPole", "logger=csv", "eval.episodes=1")
 
 
+def pytest_collection_modifyitems(config, items):
+    # Tests marked `cluster` rehearse what runs on other machines (a SLURM cluster, a shared PostgreSQL, the
+    # GPU box's check script) end to end and take minutes each: `make test-cluster` runs them, `make test`
+    # skips them and says how to run them.
+    if os.environ.get("RLRUN_CLUSTER_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="long cluster/other-machine test: run it with `make test-cluster`")
+    for item in items:
+        if item.get_closest_marker("cluster"):
+            item.add_marker(skip)
+
+
 @dataclass
 class Result:
     args: list[str]

@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,9 +23,7 @@ from test_resume_exact import assert_same_run
 from test_slurm import eval_rows, job_state, slurm, slurm_env, wait_for  # noqa: F401 (fixture)
 from test_tune_postgres import load_pg_study, postgres, with_password  # noqa: F401 (fixture)
 
-pytestmark = [pytest.mark.cluster,
-              pytest.mark.skipif(os.environ.get("RLRUN_CLUSTER_TESTS") != "1",
-                                 reason="long cluster test: run it with `make test-cluster`")]
+pytestmark = pytest.mark.cluster  # skipped by `make test` (tests/conftest.py)
 
 ON_SLURM = ("hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.mem_gb=null",
             "hydra.launcher.cpus_per_task=1")

@@ -60,7 +60,7 @@ def test_update_noise_generator_of_a_cuda_run_does_not_break_loading_on_cpu(name
     assert torch.equal(torch.rand(5, generator=fresh.generator), torch.rand(5, generator=trained.generator))
 
 
-@pytest.mark.slow
+@pytest.mark.cluster  # ~2 minutes: `make test-cluster` runs it beside the SLURM and PostgreSQL tests
 def test_gpu_check_rehearsed_on_cpu_keeps_checkpoints_that_load_into_their_algorithms(tmp_path):
     # The script the lead runs on a lent GPU machine, rehearsed with hardware=cpu in both slots and
     # tiny budgets on Pendulum: every run passes its checks, and the kept checkpoints load into
