@@ -5,7 +5,7 @@ rlrun's runs go through its CLI as a user would (`rlrun algo=dqn env=CartPole`, 
 dqn_CartPole.yaml applies, with `logger=csv hardware=cpu` and `--rlrun` overrides); SB3's DQN is built
 from the very config rlrun composes for `algo=dqn env=CartPole` (same overrides), key for key: learning
 rate (and its linear annealing), buffer, learning_starts, batch, train_freq, gradient_steps, gamma,
-target_update_interval, tau, epsilon schedule, max_grad_norm, hidden sizes and activation (SB3 has
+n-step returns (SB3 >= 2.6: n_steps), target_update_interval, tau, epsilon schedule, max_grad_norm, hidden sizes and activation (SB3 has
 neither Double nor Dueling DQN: its column is plain DQN). Both are evaluated as rlrun's runner evaluates:
 10 episodes of the greedy policy on one env seeded seed + 10000.
 
@@ -69,7 +69,7 @@ def sb3_dqn(cfg, seed: int, steps: int):
     return DQN("MlpPolicy", make_vec_env("CartPole-v1", n_envs=1, seed=seed), seed=seed, device="cpu",
                learning_rate=learning_rate, buffer_size=int(algo.buffer_size),
                learning_starts=int(algo.learning_starts), batch_size=int(algo.batch_size), tau=float(algo.tau),
-               gamma=float(algo.gamma), train_freq=int(algo.train_frequency),
+               gamma=float(algo.gamma), n_steps=int(algo.n_step), train_freq=int(algo.train_frequency),
                gradient_steps=int(algo.gradient_steps), target_update_interval=int(algo.target_update_interval),
                exploration_fraction=float(algo.exploration_fraction),
                exploration_initial_eps=float(algo.exploration_initial_eps),
@@ -136,6 +136,8 @@ def lockstep(args) -> None:
     torch.set_num_threads(1)
     seed = args.seeds[0]
     cfg = composed("dqn", args.rlrun)
+    if cfg.algo.n_step != 1:
+        raise SystemExit("compare_dqn_sb3 --lockstep feeds SB3 rlrun's 1-step minibatches: use algo.n_step=1")
     steps = args.steps or int(cfg.total_steps)
     algo_cfg = DQN.parse_config({k: v for k, v in cfg.algo.items() if k != "_target_"})
     env = VecEnv(env_config(cfg.env), 1, seed, "sync", algo_cfg.gamma)

@@ -212,6 +212,13 @@ def test_dqn_with_prioritized_replay_split_run_equals_one_run(rlrun, tmp_path):
                        "algo.gradient_steps=2", "network.hidden_sizes=[16,16]")
 
 
+def test_dqn_with_n_step_returns_split_run_equals_one_run(rlrun, tmp_path):
+    # The replay's episode ends are saved with it: a resumed run sums the same n-step returns.
+    split_equals_whole(rlrun, tmp_path, 1000, "algo=double_dqn", "env=CartPole", "checkpoint.replay=true",
+                       "algo.learning_starts=250", "algo.n_step=3", "algo.num_envs=2", "algo.train_frequency=2",
+                       "network.hidden_sizes=[16,16]")
+
+
 # The other algorithms and a MuJoCo env: the same proof, in the slow set (a few seconds per run, but
 # three runs each on a shared 2-core machine).
 @pytest.mark.slow

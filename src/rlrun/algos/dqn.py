@@ -17,6 +17,10 @@ and the target network evaluates it, y = r + gamma Q(s', a'; theta^-); the max o
 scores with the same noisy estimate, which overestimates.
 `dueling` (Wang et al. 2016, eq. 9): the network computes V(s) and A(s, a) in separate streams and
 outputs Q = V + (A - mean_a A) (rlrun.nets.q).
+`n_step` (Sutton 1988; one of Rainbow's parts, Hessel et al. 2018, eq. 2): regress on the n-step return,
+y = sum_{k<n} gamma^k r_{t+k} + gamma^n max_a' Q(s_{t+n}, a'; theta^-), cut short at the episode's end
+(rlrun.data.replay.ReplayBuffer.n_step_walk). As in Rainbow, the sum is not corrected for the epsilon-greedy
+actions inside it: it estimates the behaviour policy's return over those n steps.
 `prioritized_replay` (Schaul et al. 2016, Algorithm 1, proportional variant): transitions are sampled
 with probability P(i) = p_i / sum_k p_k, p_i = (|delta_i| + eps)^alpha (rlrun.data.prioritized); each
 sample's Huber loss is weighted by w_i = (N P(i))^-beta / max_k w_k, beta annealed linearly from beta0
@@ -67,6 +71,7 @@ class DQNConfig:
     anneal_lr: bool
     adam_eps: float = rule(POSITIVE)
     gamma: float = rule(UNIT_INTERVAL)
+    n_step: int = rule(POSITIVE)
     target_update_interval: int = rule(POSITIVE)
     tau: float = rule(HALF_OPEN_UNIT)
     exploration_initial_eps: float = rule(UNIT_INTERVAL)
@@ -92,8 +97,8 @@ def linear_schedule(start: float, end: float, duration: float, t: float) -> floa
     return start + (end - start) * min(t / duration, 1.0)
 
 
-def td_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q_target: torch.Tensor, gamma: float,
-              next_q_online: torch.Tensor | None = None) -> torch.Tensor:
+def td_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q_target: torch.Tensor,
+              gamma: float | torch.Tensor, next_q_online: torch.Tensor | None = None) -> torch.Tensor:
     """y = r + gamma (1 - terminated) Q(s', a*; theta^-), for a batch.
 
     DQN (Mnih et al. 2015, eq. 2): a* = argmax_a Q(s', a; theta^-), i.e. the target network's max.
@@ -101,13 +106,14 @@ def td_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q_target: to
     a* = argmax_a Q(s', a; theta) is evaluated by the target network.
     `terminated` is 1 only where the environment ended the episode; a transition cut by a time limit
     has terminated = 0 and is bootstrapped from the state it reached.
+    n-step transitions: `rewards` is the discounted sum of m rewards and `gamma` is gamma^m, per sample.
     """
     if next_q_online is None:
         next_value = next_q_target.amax(1)
     else:
         next_actions = next_q_online.argmax(1, keepdim=True)
         next_value = next_q_target.gather(1, next_actions).squeeze(1)
-    return torch.addcmul(rewards, 1.0 - terminated, next_value, value=gamma)  # r + gamma (1 - terminated) Q'
+    return torch.addcmul(rewards, (1.0 - terminated) * gamma, next_value)  # r + gamma (1 - terminated) Q'
 
 
 def q_loss(q_taken: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -150,6 +156,12 @@ class DQN(OffPolicy):
         if cfg.prioritized_replay and stacks_frames(env):
             raise ConfigError("algo.prioritized_replay=true is not implemented for Atari frame stacks "
                               "(env.wrappers=atari); set algo.prioritized_replay=false")
+        if cfg.n_step > 1 and stacks_frames(env):
+            raise ConfigError(f"algo.n_step={cfg.n_step} is not implemented for Atari frame stacks "
+                              "(env.wrappers=atari); set algo.n_step=1")
+        if cfg.n_step > 1 and cfg.clip_reward:
+            raise ConfigError(f"algo.clip_reward=true clips each reward, which an n-step sum (algo.n_step="
+                              f"{cfg.n_step}) no longer holds apart; set algo.n_step=1 or algo.clip_reward=false")
         # With prioritized replay each minibatch is drawn after the previous update has changed priorities.
         self.samples_phase_at_once = not cfg.prioritized_replay
         super().__init__(cfg, env, hardware, seed, total_steps)
@@ -187,8 +199,8 @@ class DQN(OffPolicy):
             return FrameStackReplay(cfg.buffer_size, env.observation_space, env.action_space, env.num_envs)
         if cfg.prioritized_replay:
             return PrioritizedReplayBuffer(cfg.buffer_size, env.observation_space, env.action_space,
-                                           cfg.per_alpha, cfg.per_eps)
-        return super().make_replay(cfg, env)
+                                           cfg.per_alpha, cfg.per_eps, cfg.n_step, cfg.gamma)
+        return ReplayBuffer(cfg.buffer_size, env.observation_space, env.action_space, cfg.n_step, cfg.gamma)
 
     # --- acting ---------------------------------------------------------------------------------------
 
@@ -284,7 +296,8 @@ class DQN(OffPolicy):
         with torch.no_grad():
             next_obs = batch["next_obs"]
             next_q_online = self.net(next_obs) if cfg.double else None
-            y = td_target(rewards, batch["terminated"], self.target_net(next_obs), cfg.gamma, next_q_online)
+            gamma = batch["discounts"] if cfg.n_step > 1 else cfg.gamma  # gamma^m of each n-step transition
+            y = td_target(rewards, batch["terminated"], self.target_net(next_obs), gamma, next_q_online)
             weights = (importance_weights(batch["probabilities"], batch["min_probability"], self.per_beta())
                        if cfg.prioritized_replay else None)
         if self.manual_backward:

@@ -84,8 +84,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     """
 
     def __init__(self, capacity: int, observation_space: gym.Space, action_space: gym.Space,
-                 alpha: float, eps: float):
-        super().__init__(capacity, observation_space, action_space)
+                 alpha: float, eps: float, n_step: int = 1, gamma: float = 1.0):
+        super().__init__(capacity, observation_space, action_space, n_step, gamma)
         self.alpha = alpha
         self.eps = eps
         self.tree = SumTree(capacity)
