@@ -109,6 +109,7 @@ def eval_rows(run_dir: Path) -> int:
     return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 
 
+@pytest.mark.cluster  # a long multi-job test: `make test-cluster` runs it
 def test_submitit_slurm_sweep_runs_the_jobs_as_one_slurm_array_each_with_its_own_run_and_wandb_run(
         slurm, rlrun, tmp_path):
     sweep = tmp_path / "slurm-sweep"
@@ -148,6 +149,7 @@ def batch_script(path: Path, python: str, args: list[str]) -> Path:
     return path
 
 
+@pytest.mark.cluster  # a long multi-job test: `make test-cluster` runs it
 def test_a_plain_rlrun_in_sbatch_requeues_on_its_warning_signal_and_ends_as_a_run_never_stopped(
         slurm, rlrun, tmp_path):
     import sys

@@ -78,6 +78,7 @@ def files_holding(root: Path, secret: str) -> list[str]:
 # Workers on three "hosts", one killed mid-trial
 
 
+@pytest.mark.cluster  # a long multi-job test: `make test-cluster` runs it
 def test_three_workers_on_three_hosts_one_killed_mid_trial_end_with_exactly_n_counted_trials(
         postgres, rlrun, tmp_path):
     """Worker A here, B under host name node-b (SIGKILLed once its trial has evaluated), C under node-c.
