@@ -5,8 +5,10 @@ rlrun's runs go through its CLI as a user would (`rlrun algo=dqn env=CartPole`, 
 dqn_CartPole.yaml applies, with `logger=csv hardware=cpu` and `--rlrun` overrides); SB3's DQN is built
 from the very config rlrun composes for `algo=dqn env=CartPole` (same overrides), key for key: learning
 rate (and its linear annealing), buffer, learning_starts, batch, train_freq, gradient_steps, gamma,
-n-step returns (SB3 >= 2.6: n_steps), target_update_interval, tau, epsilon schedule, max_grad_norm, hidden sizes and activation (SB3 has
-neither Double nor Dueling DQN: its column is plain DQN). Both are evaluated as rlrun's runner evaluates:
+n-step returns (SB3 >= 2.6: n_steps), the loss (SB3 has Huber only: with algo.loss=mse its DQN's
+module is given the squared error in its place), target_update_interval, tau, epsilon schedule,
+max_grad_norm, hidden sizes and activation (SB3 has neither Double nor Dueling DQN: its column is
+plain DQN). Both are evaluated as rlrun's runner evaluates:
 10 episodes of the greedy policy on one env seeded seed + 10000.
 
     python scripts/compare_dqn_sb3.py --seeds 100 101 102 --steps 100000 --jobs 2
@@ -28,6 +30,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from bench_common import CONF, EVAL_EPISODES, run_rlrun_cli, runs_directory, sb3_eval_return
@@ -53,11 +56,16 @@ def run_rlrun(algo: str, seed: int, steps: int | None, overrides: list[str], out
 
 def sb3_dqn(cfg, seed: int, steps: int):
     """SB3's DQN (not yet trained) with the settings of rlrun's composed config `cfg`."""
+    import stable_baselines3.dqn.dqn as sb3_dqn_module
     import torch
     from stable_baselines3 import DQN
     from stable_baselines3.common.env_util import make_vec_env
 
     algo, net = cfg.algo, cfg.network
+    # SB3's DQN has the Huber loss only (dqn.py calls F.smooth_l1_loss, the one function of F it uses):
+    # with algo.loss=mse, its module's F becomes one whose smooth_l1_loss is the squared error.
+    functional = torch.nn.functional
+    sb3_dqn_module.F = SimpleNamespace(smooth_l1_loss=functional.mse_loss) if algo.loss == "mse" else functional
     if algo.double or algo.dueling or algo.clip_reward or algo.eval_epsilon or algo.num_envs != 1:
         raise SystemExit("compare_dqn_sb3: SB3's DQN has no Double, Dueling, reward clipping or evaluation "
                          "epsilon; compare plain DQN with one env")

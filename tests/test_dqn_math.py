@@ -89,12 +89,37 @@ def test_train_step_regresses_q_of_the_taken_action_on_the_double_target():
     assert all(value.dim() == 0 for value in metrics.values())
 
 
+def test_squared_error_loss_fits_the_mean_target_where_huber_fits_the_median():
+    # One Q-value regressed on targets 100 (99 samples) and 1 (one failure): the squared error's gradient
+    # at Q = 100 is 2 (100 - 1) / 100 = 1.98 towards the failure; Huber's is 1/100, as for any one sample.
+    y = torch.tensor([100.0] * 99 + [1.0])
+    q = torch.full((100,), 100.0, requires_grad=True)
+    loss = q_loss(q, y, kind="mse")
+    torch.testing.assert_close(loss, torch.tensor(99.0**2 / 100))
+    loss.backward()
+    torch.testing.assert_close(q.grad.sum(), torch.tensor(1.98))
+    huber = torch.full((100,), 100.0, requires_grad=True)
+    q_loss(huber, y).backward()
+    torch.testing.assert_close(huber.grad.sum(), torch.tensor(0.01))
+    # Minimised over one shared Q: the mean 99.01 by the squared error; by the Huber loss 99.99, the median
+    # 100 moved by the failure's clipped pull of 1 against the quadratic pull of the 99 (0.99 (100 - Q)).
+    for kind, optimum in (("mse", 99.01), ("huber", 100.0)):
+        shared = torch.tensor(50.0, requires_grad=True)
+        optimizer = torch.optim.SGD([shared], lr=0.5 if kind == "mse" else 1.0)
+        for _ in range(400):
+            optimizer.zero_grad()
+            q_loss(shared.expand(100), y, kind=kind).backward()
+            optimizer.step()
+        assert shared.item() == pytest.approx(optimum, abs=0.02)
+
+
+@pytest.mark.parametrize("loss", ["huber", "mse"])
 @pytest.mark.parametrize("activation", ["relu", "tanh", "elu"])
 @pytest.mark.parametrize("dueling", [False, True])
-def test_backward_written_out_gives_autograds_gradient_and_update(dueling, activation):
+def test_backward_written_out_gives_autograds_gradient_and_update(dueling, activation, loss):
     # Errors within and beyond the Huber loss's unit interval, and actions repeated in the batch.
     def build():
-        algo = make_dqn(dueling=dueling, double=True, learning_rate=1e-2, max_grad_norm=0.5)
+        algo = make_dqn(dueling=dueling, double=True, learning_rate=1e-2, max_grad_norm=0.5, loss=loss)
         network = network_config(load_conf("network", "mlp", hidden_sizes=[16, 8], activation=activation))
         return DQN(algo.cfg, algo.env, network, CPU, 0, 10_000)
 

@@ -12,6 +12,10 @@ Algorithm 1 of Mnih et al. 2015, "deep Q-learning with experience replay":
     gradient is backpropagated by hand, `backward_by_hand`: autograd's result, faster);
   - reset the target network theta^- to theta every C steps (`target_update_interval`), or, with
     tau < 1, move it towards theta by Polyak averaging (Lillicrap et al. 2016).
+`loss`: "huber" as above (SB3's DQN), or "mse", the squared TD error (CleanRL's dqn.py). Where the Q-values
+are much larger than 1 (CartPole: up to 1/(1 - gamma) = 100), the Huber loss is the absolute error for
+nearly every sample, and regressing with it fits the median of the targets: a failure that follows a
+state-action in 1% of the replayed samples does not move it. The squared error fits their mean.
 `double` (van Hasselt et al. 2016, eq. 4): the online network selects a' = argmax_a Q(s', a; theta)
 and the target network evaluates it, y = r + gamma Q(s', a'; theta^-); the max of eq. 2 picks and
 scores with the same noisy estimate, which overestimates.
@@ -42,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from rlrun.algos.offpolicy import OffPolicy
-from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, rule
+from rlrun.config import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, ConfigError, from_config, one_of, rule
 from rlrun.data import ReplayBuffer
 from rlrun.data.frames import FrameStackReplay
 from rlrun.data.prioritized import PrioritizedReplayBuffer
@@ -79,6 +83,7 @@ class DQNConfig:
     exploration_fraction: float = rule(HALF_OPEN_UNIT)
     eval_epsilon: float = rule(UNIT_INTERVAL)
     max_grad_norm: float | None = rule(POSITIVE)
+    loss: str = rule(one_of("huber", "mse"))
     clip_reward: bool
     prioritized_replay: bool
     per_alpha: float = rule(NON_NEGATIVE)
@@ -116,14 +121,17 @@ def td_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q_target: to
     return torch.addcmul(rewards, (1.0 - terminated) * gamma, next_value)  # r + gamma (1 - terminated) Q'
 
 
-def q_loss(q_taken: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def q_loss(q_taken: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
+           kind: str = "huber") -> torch.Tensor:
     """Huber loss with delta 1, averaged over the batch: quadratic for |y - Q| <= 1, linear beyond, so
-    the gradient is the TD error clipped to [-1, 1] (Mnih et al. 2015, Methods, "error clipping").
+    the gradient is the TD error clipped to [-1, 1] (Mnih et al. 2015, Methods, "error clipping"); or,
+    `kind` "mse", the squared error (y - Q)^2 averaged over the batch, whose gradient is 2 (Q - y) / batch.
     With `weights` (prioritized replay's importance-sampling weights), each sample's loss is multiplied
     by its weight before the mean (Schaul et al. 2016, Algorithm 1, line 12: w_j delta_j grad Q)."""
+    per_sample = F.smooth_l1_loss if kind == "huber" else F.mse_loss
     if weights is None:
-        return F.smooth_l1_loss(q_taken, target)
-    return (weights * F.smooth_l1_loss(q_taken, target, reduction="none")).mean()
+        return per_sample(q_taken, target)
+    return (weights * per_sample(q_taken, target, reduction="none")).mean()
 
 
 def importance_weights(probabilities: torch.Tensor, min_probability: torch.Tensor, beta: float) -> torch.Tensor:
@@ -305,7 +313,7 @@ class DQN(OffPolicy):
         else:
             q_all = self.net(batch["obs"])
             q_taken = q_all.gather(1, batch["actions"].unsqueeze(1)).squeeze(1)
-            loss = q_loss(q_taken, y, weights)
+            loss = q_loss(q_taken, y, weights, cfg.loss)
             self.flat_params.grad.zero_()
             loss.backward()
         if cfg.max_grad_norm is not None:
@@ -331,16 +339,17 @@ class DQN(OffPolicy):
 
     def backward_by_hand(self, obs: torch.Tensor, actions: torch.Tensor, y: torch.Tensor,
                          weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q_loss(Q(s, a), y, weights).backward() without autograd's graph (see rlrun.nets.q): the Huber
-        loss's gradient is the TD error clipped to [-1, 1] (Mnih et al.'s error clipping), times the
-        sample's importance weight if any, divided by the batch size (the mean), at the taken action; 0 at
-        the others. Returns (loss, Q(s, .), Q(s, a))."""
+        """q_loss(Q(s, a), y, weights, loss).backward() without autograd's graph (see rlrun.nets.q): the
+        Huber loss's gradient is the TD error clipped to [-1, 1] (Mnih et al.'s error clipping), the squared
+        error's twice the TD error; times the sample's importance weight if any, divided by the batch size
+        (the mean), at the taken action; 0 at the others. Returns (loss, Q(s, .), Q(s, a))."""
         with torch.no_grad():
             q_all, saved = self.net.forward_saving(obs)
             index = actions.unsqueeze(1)
             q_taken = q_all.gather(1, index).squeeze(1)
-            loss = q_loss(q_taken, y, weights)
-            grad_q_taken = (q_taken - y).clamp_(-1.0, 1.0).div_(len(y))
+            loss = q_loss(q_taken, y, weights, self.cfg.loss)
+            error = q_taken - y
+            grad_q_taken = (error.clamp_(-1.0, 1.0) if self.cfg.loss == "huber" else error.mul_(2.0)).div_(len(y))
             if weights is not None:
                 grad_q_taken.mul_(weights)
             self.net.backward(saved, torch.zeros_like(q_all).scatter_(1, index, grad_q_taken.unsqueeze(1)))
