@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import CONF, CPU, load_conf
 
-from rlrun.algos.dqn import DQN, linear_schedule, q_loss, td_target
+from rlrun.algos.dqn import DQN, advantage_learning_target, linear_schedule, q_loss, td_target
 from rlrun.config import ConfigError
 from rlrun.envs import VecEnv, env_config
 from rlrun.nets import NumpyQ, QNetwork, dueling_combine, network_config
@@ -87,6 +87,24 @@ def test_train_step_regresses_q_of_the_taken_action_on_the_double_target():
     # of the Q-values before this update.
     torch.testing.assert_close(metrics["train/max_q"], q_before.max(1).values.mean())
     assert all(value.dim() == 0 for value in metrics.values())
+
+
+def test_advantage_learning_lowers_the_target_by_alpha_times_the_taken_actions_gap():
+    # Q'(s) = [3, 1]: action 1's gap is 2, so y = 10 - 0.5 * 2 = 9; action 1 in Q'(s) = [2, 4] is greedy: y stays.
+    y = advantage_learning_target(torch.tensor([10.0, 5.0]), torch.tensor([[3.0, 1.0], [2.0, 4.0]]),
+                                  torch.tensor([1, 1]), 0.5)
+    assert y.tolist() == [9.0, 5.0]
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.9])
+def test_advantage_learning_widens_the_action_gap_by_one_over_one_minus_alpha_and_keeps_the_greedy_action(alpha):
+    # One state, two actions ending the episode with rewards 1 and 0.9 (Bellemare et al. 2016, Theorem 1): the
+    # operator's fixed point keeps Q(a0) = 1 and moves Q(a1) to (0.9 - alpha) / (1 - alpha): the gap 0.1 / (1 - alpha).
+    rewards, q = torch.tensor([1.0, 0.9]), torch.zeros(2)
+    for _ in range(300):
+        q = advantage_learning_target(rewards, q.expand(2, 2), torch.tensor([0, 1]), alpha)
+    torch.testing.assert_close(q, torch.tensor([1.0, (0.9 - alpha) / (1 - alpha)]))
+    assert q.argmax() == 0
 
 
 def test_squared_error_loss_fits_the_mean_target_where_huber_fits_the_median():

@@ -25,6 +25,11 @@ outputs Q = V + (A - mean_a A) (rlrun.nets.q).
 y = sum_{k<n} gamma^k r_{t+k} + gamma^n max_a' Q(s_{t+n}, a'; theta^-), cut short at the episode's end
 (rlrun.data.replay.ReplayBuffer.n_step_walk). As in Rainbow, the sum is not corrected for the epsilon-greedy
 actions inside it: it estimates the behaviour policy's return over those n steps.
+`advantage_learning` = alpha > 0 (Bellemare et al. 2016, "Increasing the action gap", eq. 6 and their DQN
+variant): y_AL = y - alpha (max_b Q(s, b; theta^-) - Q(s, a; theta^-)), the target lowered by alpha times the
+taken action's gap under the target network. The greedy actions keep their values, the others lose
+alpha times their gap at each backup, so the gaps grow towards 1/(1 - alpha) times Q*'s and the greedy
+policy is the same (the operator is optimality-preserving, their Theorem 1).
 `prioritized_replay` (Schaul et al. 2016, Algorithm 1, proportional variant): transitions are sampled
 with probability P(i) = p_i / sum_k p_k, p_i = (|delta_i| + eps)^alpha (rlrun.data.prioritized); each
 sample's Huber loss is weighted by w_i = (N P(i))^-beta / max_k w_k, beta annealed linearly from beta0
@@ -76,6 +81,7 @@ class DQNConfig:
     adam_eps: float = rule(POSITIVE)
     gamma: float = rule(UNIT_INTERVAL)
     n_step: int = rule(POSITIVE)
+    advantage_learning: float = rule(("in [0, 1)", lambda v: 0 <= v < 1))
     target_update_interval: int = rule(POSITIVE)
     tau: float = rule(HALF_OPEN_UNIT)
     exploration_initial_eps: float = rule(UNIT_INTERVAL)
@@ -119,6 +125,14 @@ def td_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q_target: to
         next_actions = next_q_online.argmax(1, keepdim=True)
         next_value = next_q_target.gather(1, next_actions).squeeze(1)
     return torch.addcmul(rewards, (1.0 - terminated) * gamma, next_value)  # r + gamma (1 - terminated) Q'
+
+
+def advantage_learning_target(y: torch.Tensor, q_target_here: torch.Tensor, actions: torch.Tensor,
+                               alpha: float) -> torch.Tensor:
+    """y - alpha (max_b Q(s, b; theta^-) - Q(s, a; theta^-)) for a batch (Bellemare et al. 2016): the
+    Bellman target lowered by alpha times the gap of the action taken in s, scored by the target network."""
+    gap = q_target_here.amax(1) - q_target_here.gather(1, actions.unsqueeze(1)).squeeze(1)
+    return y - alpha * gap
 
 
 def q_loss(q_taken: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
@@ -306,6 +320,9 @@ class DQN(OffPolicy):
             next_q_online = self.net(next_obs) if cfg.double else None
             gamma = batch["discounts"] if cfg.n_step > 1 else cfg.gamma  # gamma^m of each n-step transition
             y = td_target(rewards, batch["terminated"], self.target_net(next_obs), gamma, next_q_online)
+            if cfg.advantage_learning > 0:
+                y = advantage_learning_target(y, self.target_net(batch["obs"]), batch["actions"],
+                                              cfg.advantage_learning)
             weights = (importance_weights(batch["probabilities"], batch["min_probability"], self.per_beta())
                        if cfg.prioritized_replay else None)
         if self.manual_backward:
