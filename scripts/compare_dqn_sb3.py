@@ -62,6 +62,9 @@ def sb3_dqn(cfg, seed: int, steps: int):
     from stable_baselines3.common.env_util import make_vec_env
 
     algo, net = cfg.algo, cfg.network
+    if algo.advantage_learning:
+        print(f"compare_dqn_sb3: SB3's DQN has no advantage learning: its runs use algo.advantage_learning=0 "
+              f"(rlrun's: {algo.advantage_learning}), every other setting the same", flush=True)
     # SB3's DQN has the Huber loss only (dqn.py calls F.smooth_l1_loss, the one function of F it uses):
     # with algo.loss=mse, its module's F becomes one whose smooth_l1_loss is the squared error.
     functional = torch.nn.functional
