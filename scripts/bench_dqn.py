@@ -4,7 +4,7 @@ Each entry: name -> (rlrun round, baseline round or None, baseline name); a roun
 (budget steps, seed) and returns (steps taken, seconds, training episodic returns).
 
 Both sides train the same agent with the same hyperparameters (HPARAMS: RL Zoo's CartPole settings,
-which conf/tuned/dqn_CartPole.yaml holds too): one env, a 256x256 ReLU Q network, Huber loss, hard
+the speed figures' reference since the first benchmark): one env, a 256x256 ReLU Q network, Huber loss, hard
 target copies every 10 env steps, 128 gradient steps of batch 64 every 256 env steps, gradient norm
 clipped at 10. "dqn_freq4" is the same agent updated as in SB3's defaults (one gradient step every
 4 env steps), where acting and per-step overhead weigh more. Threads: bench_speed.py sets them for

@@ -1,27 +1,25 @@
 """DQN, Double DQN and Dueling DQN learn CartPole-v1 with their tuned settings (conf/tuned/*dqn_CartPole.yaml).
 
 The bar: an evaluation (10 greedy episodes, every 2,500 steps) averages >= 475 of 500, CartPole-v1's
-"solved" threshold, within the tuned budget (50k steps; Dueling 80k); the run stops at the first one, so a
-passing test costs only the steps to get there. What is asserted is the best evaluation, which is
-robust: every seed measured gets there well inside the budget (the margin below), while the step at which
-a run gets there, and a single final evaluation, move with rounding (another CPU or BLAS) and with the
-seed. Where runs END is measured over 10 held-out seeds by scripts/compare_dqn_sb3.py
-(docs/benchmarks/value-methods.md). A broken learner stays far below: a random policy scores ~20 and
-a partly working one 100-200.
+"solved" threshold, within the tuned budget (100k steps); the run stops at the first one, so a passing
+test costs only the steps to get there. What is asserted is the best evaluation, which is robust: every
+seed measured gets there well inside the budget (the margin below), while the step at which a run gets
+there, and a single final evaluation, move with rounding (another CPU or BLAS) and with the seed. Where
+runs END is measured over 10 held-out seeds by scripts/compare_dqn_sb3.py (docs/benchmarks/value-methods.md:
+with these files DQN and Double DQN end >= 475 on 9 of seeds 200-209, Dueling DQN on 10). A broken learner
+stays far below: a random policy scores ~20 and a partly working one 100-300.
 
 Measured with `python scripts/dqn_test_seeds.py --seeds 0 1 2 3 4` (this test's loop, one process
-per run; 2-core EPYC, torch 2.13 CPU, RL Zoo's settings with torch's default init), the step of the
-first evaluation >= 475, and the budget:
+per run; 2-core EPYC, torch 2.13 CPU; the files' advantage-learning settings), the step of the first
+evaluation >= 475, and the budget:
 
     seed            0      1      2      3      4    budget
-    DQN           33k    30k    25k    15k    25k      50k
-    Double DQN    35k    33k    35k    30k    25k      50k
-    Dueling DQN   33k    25k    20k    50k    28k      80k
+    DQN           35k    63k    65k    63k    35k     100k
+    Double DQN    45k    18k    50k    48k    35k     100k
+    Dueling DQN   58k    53k    50k    50k    53k     100k
 
-Dueling DQN's seed 3 got there only at 50k, so its tuned budget is 80k (its first 50k steps are a
-50k run's, step for step: seed 2 re-measured gave the same evaluations). The slowest seed leaves 15k
-steps (6 evaluations) of margin for DQN and Double DQN, 30k for Dueling; the seed the test uses (0)
-15-47k.
+The slowest seed leaves 35k steps (14 evaluations) of margin for DQN, 50k for Double DQN and 42k for
+Dueling DQN; the seed the test uses (0) 42-65k.
 A seed that fails here on another machine is a reason to widen the budget (tuned total_steps), not to
 pick another seed.
 """
