@@ -3,6 +3,7 @@ rounds in one run, printing steps/s, the ratio and the load average beside each 
 
     python scripts/bench_sampler.py                         # both cases, 3 rounds each
     python scripts/bench_sampler.py --cases halfcheetah --rounds 5
+    python scripts/bench_sampler.py --cases pong --rounds 3 --learner-threads 2   # + both sides at 2 threads
 
 Cases (issue 17's targets on a 2-core CPU):
   halfcheetah  PPO on HalfCheetah-v5 with algo.num_envs=8 and conf/algo/ppo.yaml's other settings
