@@ -4,8 +4,11 @@ stop in one line before anything trains; every shipped suite composes and passes
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,6 +61,54 @@ def test_suite_resume_skips_complete_runs_and_reruns_incomplete_ones(tmp_path):
     assert [len(h["multiruns"]) for h in history] == [1, 1]
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["rows"][0]["seeds"] == [0, 1] and report["rows"][0]["label"] == "ppo"
+
+
+def processes_in(directory: Path) -> dict[int, str]:
+    """pid: command line of the processes whose working directory is `directory` (a suite's jobs inherit it)."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")) == directory:
+                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
+def test_sigterm_to_rlrun_bench_stops_the_launchers_workers_too(tmp_path):
+    """`kill <rlrun-bench>` alone: the joblib launcher's workers are in rlrun-bench's child's process group
+    and get the signal too; their runs stop with a checkpoint, and nothing trains on once rlrun-bench exits
+    (it used to leave the workers training into OUT)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    out = tmp_path / "out"
+    suite = write_suite(tmp_path / "long.yaml", out, launcher="joblib", total_steps=2_000_000, eval_every_steps=100_000)
+    log = tmp_path / "bench.log"
+    with open(log, "w") as sink:
+        process = subprocess.Popen([BENCH, str(suite)], cwd=work, stdout=sink, stderr=subprocess.STDOUT)
+    metrics = [out / "runs" / "ppo" / "CartPole" / f"seed{s}" / "metrics.csv" for s in (0, 1)]
+    try:
+        deadline = time.monotonic() + 120
+        while not all(m.is_file() and m.stat().st_size > 200 for m in metrics):  # both runs past a few rows
+            assert process.poll() is None and time.monotonic() < deadline, "the suite's runs did not start"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+        left = processes_in(work)
+    finally:  # whatever the outcome, nothing of this test trains on
+        process.kill()
+        for pid in processes_in(work):
+            os.kill(pid, signal.SIGKILL)
+    output = log.read_text()
+    assert process.returncode == 130, output[-3000:]
+    assert "rlrun-bench: interrupted; rerun the same command to continue" in output
+    assert left == {}, f"still running after rlrun-bench exited: {left}"
+    sizes = [m.stat().st_size for m in metrics]
+    time.sleep(2)
+    assert [m.stat().st_size for m in metrics] == sizes
+    for m in metrics:
+        summary = json.loads((m.parent / "summary.json").read_text())
+        assert summary["interrupted"] and summary["total_steps"] < 2_000_000
 
 
 @pytest.mark.parametrize("change, message", [

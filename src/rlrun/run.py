@@ -155,6 +155,24 @@ class RunDirLock:
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = None
 
+    def wait_until_free(self, deadline: float) -> bool:
+        """Wait until no process trains into the run directory (nobody holds its lock, or it has none);
+        False if one still does at `deadline` (time.monotonic())."""
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                return True
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+            finally:
+                os.close(fd)
+            time.sleep(0.1)
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)

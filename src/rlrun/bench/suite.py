@@ -15,6 +15,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -252,11 +253,10 @@ def run_suite(suite: Suite, command: str, dry_run: bool = False) -> tuple[Path, 
         print(f"rlrun-bench: {entry.label} on {','.join(envs)}, seeds {','.join(map(str, seeds))}: {text}", flush=True)
         if dry_run:
             continue
-        for env in envs:
-            for seed in seeds:
-                run_dir = out / "runs" / entry.label / env / f"seed{seed}"
-                if run_dir.exists():
-                    print(f"rlrun-bench: {run_dir} is incomplete: moved to {move_aside(run_dir, out)}", flush=True)
+        run_dirs = [out / "runs" / entry.label / env / f"seed{seed}" for env in envs for seed in seeds]
+        for run_dir in run_dirs:
+            if run_dir.exists():
+                print(f"rlrun-bench: {run_dir} is incomplete: moved to {move_aside(run_dir, out)}", flush=True)
         entry_dir = out / "runs" / entry.label
         entry_dir.mkdir(parents=True, exist_ok=True)
         (entry_dir / ENTRY_FILE).write_text(json.dumps(
@@ -265,12 +265,53 @@ def run_suite(suite: Suite, command: str, dry_run: bool = False) -> tuple[Path, 
         append_log(out, log)
         # HYDRA_FULL_ERROR is rlrun's own switch for one-line errors; the jobs inherit a clean one.
         env_vars = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-        if subprocess.run(cmd, env=env_vars).returncode != 0:
+        if run_multirun(cmd, env_vars, run_dirs) != 0:
             failed.append(text)
             print(f"rlrun-bench: failed: {text}", file=sys.stderr, flush=True)
     if not dry_run:
         append_log(out, log)
     return out, failed
+
+
+def run_multirun(cmd: list[str], env: dict[str, str], run_dirs: list[Path], grace: float = 300.0) -> int:
+    """Run one multirun in a process group of its own and return its exit status once none of its runs
+    trains any more. A SIGTERM or SIGINT to rlrun-bench goes to the whole group: the multirun, its
+    launcher's worker processes (joblib's, submitit_local's) and their runs, which stop as rlrun's runs
+    stop on those signals (a checkpoint; summary.json says interrupted, so the next invocation moves them
+    aside); then rlrun-bench stops as interrupted. Without this, `kill` of rlrun-bench alone left a joblib
+    launcher's workers training into OUT after it had gone; Ctrl-C reaches everything as before (the
+    terminal's SIGINT is forwarded)."""
+    from rlrun.run import RunDirLock
+
+    child = subprocess.Popen(cmd, env=env, start_new_session=True)
+    received: list[int] = []
+
+    def forward(signum, _frame) -> None:
+        received.append(signum)
+        signal_group(child.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        returncode = child.wait()
+        # A signalled launcher ends at once, while its workers' runs still write their checkpoints: wait
+        # for each run to let go of its directory, then end what is left of the group (idle workers).
+        deadline = time.monotonic() + grace
+        for run_dir in run_dirs:
+            RunDirLock(run_dir).wait_until_free(deadline)
+        signal_group(child.pid, signal.SIGTERM)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise KeyboardInterrupt
+    return returncode
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:  # the group has ended
+        pass
 
 
 def append_log(out: Path, invocation: dict[str, Any]) -> None:
