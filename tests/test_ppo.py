@@ -10,6 +10,9 @@ import torch
 from helpers import assert_merged_matches_autograd, make_ppo
 from torch.distributions import Categorical, Normal
 
+from rlrun.algos.ppo import adapt_learning_rate
+from rlrun.config import ConfigError
+
 
 def reference_update(algo, net, generator_state, lr: float) -> None:
     """One PPO update written the plain CleanRL way: per-tensor Adam and clip_grad_norm_,
@@ -97,6 +100,51 @@ def test_learning_rate_anneals_linearly_from_the_initial_rate_at_the_first_updat
     rates = [m["train/learning_rate"] for m, _ in zip(algo.learn(), range(4))]
     lr0 = algo.cfg.learning_rate
     assert rates == pytest.approx([lr0, lr0 * 0.75, lr0 * 0.5, lr0 * 0.25])
+
+
+def test_adaptive_learning_rate_follows_rl_games_rule_by_hand():
+    # kl = 0.01: above 2 kl = 0.02 the rate falls by 1.5, below kl / 2 = 0.005 it rises by 1.5, between it stays;
+    # never below 1e-6 nor above 1e-2.
+    cases = [(3e-4, 0.03, 2e-4), (3e-4, 0.001, 4.5e-4), (3e-4, 0.01, 3e-4), (3e-4, 0.02, 3e-4), (3e-4, 0.005, 3e-4),
+             (1.2e-6, 0.5, 1e-6), (9e-3, 0.0, 1e-2)]
+    for lr, kl, expected in cases:
+        adapted = adapt_learning_rate(torch.tensor(lr, dtype=torch.float64), torch.tensor(kl, dtype=torch.float64), 0.01)
+        assert adapted.item() == pytest.approx(expected, rel=1e-12), (lr, kl)
+
+
+def test_adaptive_learning_rate_moves_after_each_minibatch_with_that_minibatchs_kl():
+    settings = dict(num_envs=2, num_steps=64, num_minibatches=4, update_epochs=2, anneal_lr=False,
+                    learning_rate=1e-3, adaptive_lr_kl=0.01)
+    algo = make_ppo("Pendulum", **settings)
+    algo.rollouts.start()
+    algo.collect_rollout()
+    rates, kls = [], []
+    loss = algo.loss
+
+    def spy(mb):  # the rate each minibatch's step runs at, and that minibatch's approx KL
+        rates.append(float(algo.optimizer.param_groups[0]["lr"]))
+        out = loss(mb)
+        kls.append(out[1][3].item())
+        return out
+
+    algo.loss = spy
+    metrics = algo.update()
+    assert kls[0] == 0.0 and rates[0] == pytest.approx(1e-3)  # the first minibatch: pi = pi_old, KL exactly 0
+    expected = torch.tensor(1e-3)
+    for rate, kl in zip(rates, kls, strict=True):
+        assert rate == expected.item()
+        expected = adapt_learning_rate(expected, torch.tensor(kl), 0.01)
+    assert rates[1] == pytest.approx(1.5e-3)  # KL 0 < 0.005: up by 1.5
+    assert metrics["train/learning_rate"] == expected.item()
+    # A checkpoint carries the adapted rate: a restored learner goes on at it.
+    clone = make_ppo("Pendulum", seed=1, **settings)
+    clone.load_state_dict(algo.state_dict())
+    assert float(clone.optimizer.param_groups[0]["lr"]) == expected.item()
+
+
+def test_adaptive_learning_rate_refuses_annealing_in_one_line():
+    with pytest.raises(ConfigError, match="anneal_lr=false"):
+        make_ppo("CartPole", adaptive_lr_kl=0.01, anneal_lr=True)
 
 
 def epoch_kls(algo) -> tuple[list[float], dict]:

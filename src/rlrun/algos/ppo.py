@@ -15,7 +15,7 @@ to their sign (`clip_reward`), and the settings are those of OpenAI baselines / 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -55,9 +55,14 @@ class PPOConfig(SDESettings):
     kl_adaptive: bool
     clip_reward: bool = False  # (a default: configs saved before the key existed still load)
     overlap: bool = False  # collect rollout k+1 while updating on rollout k (rlrun.sampler; docs/sampler.md)
+    # The approx KL the adaptive step size steers each minibatch towards (None: off; a default, as above).
+    adaptive_lr_kl: float | None = field(default=None, metadata={"rule": POSITIVE})
 
     def __post_init__(self):
         batch = self.num_envs * self.num_steps
+        if self.adaptive_lr_kl is not None and self.anneal_lr:
+            raise ConfigError(f"algo.adaptive_lr_kl={self.adaptive_lr_kl} adapts the learning rate itself; it cannot be "
+                              "annealed too: pass algo.anneal_lr=false (or algo.adaptive_lr_kl=null)")
         if batch % self.num_minibatches:
             raise ConfigError(f"algo.num_minibatches ({self.num_minibatches}) must divide the rollout size "
                               f"num_envs * num_steps = {batch}")
@@ -115,6 +120,19 @@ def adapt_kl_beta(beta: float, kl: float, kl_target: float) -> float:
     return beta
 
 
+# The bounds of the adaptive learning rate (rl_games' AdaptiveScheduler and rsl_rl's "adaptive" schedule).
+ADAPTIVE_LR_MIN, ADAPTIVE_LR_MAX = 1e-6, 1e-2
+
+
+def adapt_learning_rate(lr: torch.Tensor, approx_kl: torch.Tensor, kl: float) -> torch.Tensor:
+    """The adaptive step size of rl_games and rsl_rl (the fast GPU PPO recipes): after each minibatch,
+    divide the rate by 1.5 when the minibatch's approx KL exceeds 2 kl, multiply it by 1.5 when the KL is
+    below kl / 2, within [1e-6, 1e-2]. On tensors, so a CUDA learner never waits for the KL's value."""
+    lower = torch.clamp(lr / 1.5, min=ADAPTIVE_LR_MIN)
+    higher = torch.clamp(lr * 1.5, max=ADAPTIVE_LR_MAX)
+    return torch.where(approx_kl > 2 * kl, lower, torch.where(approx_kl < kl / 2, higher, lr))
+
+
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
                clip_coef: float | None) -> torch.Tensor:
     """0.5 (V - R)^2; with `clip_coef`, the pessimistic maximum against a value update clipped to
@@ -151,6 +169,10 @@ class PPO:
         self.net, self.merged, self.acting_net = self.networks.net, self.networks.forward, self.networks.acting
         self.flat_params = self.networks.flat
         self.optimizer = Adam(self.flat_params, lr=cfg.learning_rate, eps=cfg.adam_eps)  # torch's fused Adam
+        if cfg.adaptive_lr_kl is not None:
+            # The adaptive rate lives on the learner's device, where the minibatch KL is: fused Adam reads
+            # it there, and adapting it costs no host synchronisation.
+            self.optimizer.param_groups[0]["lr"] = torch.tensor(cfg.learning_rate, device=device)
         self.dist = self.net.dist
         self.generator = torch.Generator().manual_seed(seed)
         self.global_step = 0
@@ -222,6 +244,9 @@ class PPO:
                 loss.backward()
                 clip_grad_norm_(self.flat_params, cfg.max_grad_norm)
                 self.optimizer.step()
+                if cfg.adaptive_lr_kl is not None:
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    lr.copy_(adapt_learning_rate(lr, stats[3], cfg.adaptive_lr_kl))
                 sums += stats
                 epoch_kl_sum += stats[3]
                 count += 1
@@ -238,7 +263,7 @@ class PPO:
         policy_loss, value_loss_, entropy, approx_kl, clip_fraction = (sums / count).tolist()
         metrics = {"train/policy_loss": policy_loss, "train/value_loss": value_loss_, "train/entropy": entropy,
                    "train/approx_kl": approx_kl, "train/clip_fraction": clip_fraction,
-                   "train/learning_rate": self.optimizer.param_groups[0]["lr"],
+                   "train/learning_rate": float(self.optimizer.param_groups[0]["lr"]),
                    "train/explained_variance": explained_variance(self.buffer.values, self.buffer.returns)}
         if cfg.objective == "kl_penalty":
             with torch.no_grad():
@@ -284,7 +309,10 @@ class PPO:
     # --- checkpointing --------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+        optimizer = self.optimizer.state_dict()
+        # The adaptive rate (a tensor) as the number torch.optim's format holds: float32 -> float -> float32 is exact.
+        optimizer["param_groups"][0]["lr"] = float(optimizer["param_groups"][0]["lr"])
+        return {"net": self.net.state_dict(), "optimizer": optimizer,
                 "generator": self.generator.get_state(), "global_step": self.global_step,
                 "kl_beta": self.kl_beta, "flat_layout": self.networks.layout}
 
@@ -292,6 +320,9 @@ class PPO:
         self.net.load_state_dict(state["net"])
         # (An MLP checkpoint saved before the merged network holds Adam's moments in net.parameters() order.)
         self.optimizer.load_state_dict(self.networks.optimizer_state(state["optimizer"], state.get("flat_layout")))
+        if self.cfg.adaptive_lr_kl is not None:  # the adapted rate goes on from where it was, on this device
+            group = self.optimizer.param_groups[0]
+            group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
         self.generator.set_state(state["generator"])
         self.global_step = state["global_step"]
         self.kl_beta = state["kl_beta"]
