@@ -1,4 +1,4 @@
-"""SAC and the DQN family learn on small Dict-observation envs (tests/space_envs), run as a user runs
+"""SAC and DQN learn on small Dict-observation envs (tests/space_envs), run as a user runs
 them: `rlrun algo=<algo> env=space_envs:<id>` with a few settings for a short run.
 
 What is checked is the final evaluation's mean return (the deterministic policy: SAC's squashed mean,
@@ -42,10 +42,10 @@ CASES = [
     # every 4 steps instead of every step, two Dueling seeds of five ended at -0.6.)
     Case("DictReach-v0", DQN, threshold=0.2, random=-1.34, kind="Dict observations, Discrete actions",
          metric="evaluation", algo="dqn"),
-    # seeds 0-4: 0.73-0.80 (mean 0.78), as DQN's; threshold 0.2 likewise
-    Case("DictReach-v0", DQN, threshold=0.2, random=-1.34, kind="Dict observations, Discrete actions",
-         metric="evaluation", algo="dueling_dqn"),
 ]
+# Dueling DQN on DictReach-v0 measured as DQN (seeds 0-4: 0.73-0.80) and is not run here: its update is DQN's
+# on the same Dict encoder, its head learns in tests/test_dqn_learning.py, and tests/test_spaces_offpolicy.py
+# acts and resumes with it on Dict observations; the run cost ~34 s of make test's 15 minutes.
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{case.algo}-{case.env_id}" for case in CASES])
