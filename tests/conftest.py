@@ -18,7 +18,7 @@ import pytest
 
 # The environment variables a developer may have set that would change what a run does.
 _SCRUBBED_ENV = ("HYDRA_FULL_ERROR", "WANDB_MODE", "WANDB_DIR", "WANDB_RUN_ID", "WANDB_RESUME", "WANDB_PROJECT",
-                 "WANDB_ENTITY", "WANDB_API_KEY")
+                 "WANDB_ENTITY", "WANDB_API_KEY", "OMP_WAIT_POLICY")
 
 # A CartPole run that takes a few seconds: PPO's tuned CartPole settings collect 8 x 32 = 256 steps
 # per iteration; one evaluation episode; CSV logging only.

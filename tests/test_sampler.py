@@ -8,6 +8,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 
 import gymnasium as gym
@@ -202,10 +204,12 @@ def test_auto_workers_are_the_usable_cores_on_cuda_and_one_on_the_cpu():
 
 def test_banner_says_workers_envs_and_threads_and_an_algorithm_that_does_not_use_workers(rlrun, tmp_path):
     result = rlrun("algo=ppo", "env=CartPole", "logger=csv", "eval.episodes=1", "total_steps=512", "hardware=cpu",
-                   "hardware.workers=2", "algo.overlap=true", cwd=tmp_path, run_dir=tmp_path / "ppo")
+                   "hardware.workers=2", "algo.overlap=true", "hardware.torch_threads=2", cwd=tmp_path,
+                   run_dir=tmp_path / "ppo")
     assert result.returncode == 0, result.describe()
+    # Two learner threads beside the workers: rlrun.openmp makes idle OpenMP threads sleep.
     assert ("hardware: 8 envs stepped by 2 sampler worker processes, overlapping the learner's update, "
-            "1 torch thread") in result.stdout + result.stderr
+            "2 torch threads (idle OpenMP threads sleep: OMP_WAIT_POLICY=PASSIVE)") in result.stdout + result.stderr
     rows = list(csv.DictReader(open(tmp_path / "ppo" / "metrics.csv")))
     assert [int(row["global_step"]) for row in rows] == [256, 512]
     result = rlrun("algo=reinforce", "env=CartPole", "logger=csv", "eval.episodes=1", "total_steps=200",
@@ -231,10 +235,12 @@ def test_overlapped_resume_continues_the_learner_with_fresh_episodes(rlrun, tmp_
     assert first.returncode == 0, first.describe()
     saved = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert saved["env"]["episodes"] is None and "overlap" in saved["env"]["unsaved"]
-    second = rlrun(f"resume={run_dir}", "total_steps=2048", cwd=tmp_path)
+    # Resumed with two learner threads: the command still chooses OpenMP's wait policy before torch loads.
+    second = rlrun(f"resume={run_dir}", "total_steps=2048", "hardware.torch_threads=2", cwd=tmp_path)
     assert second.returncode == 0, second.describe()
     log = second.stdout + second.stderr
     assert "starts fresh episodes" in log and "mid-rollout in the sampler's workers" in log
+    assert "2 torch threads (idle OpenMP threads sleep: OMP_WAIT_POLICY=PASSIVE)" in log
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert [int(row["global_step"]) for row in rows] == list(range(256, 2048 + 1, 256))  # no step lost or repeated
     resumed = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
@@ -265,3 +271,30 @@ def test_workers_refuse_gsde_in_one_line(rlrun, tmp_path):
     assert result.stderr_lines() == ["rlrun: error: hardware.workers=2 algo.overlap=true: the sampler's worker "
                                      "processes do not act with gSDE (algo.use_sde=true); set hardware.workers=1 "
                                      "algo.overlap=false"], result.describe()
+
+
+def test_openmp_waits_passively_only_for_learner_threads_beside_overlapping_workers_and_only_before_torch():
+    # In fresh interpreters: libgomp reads OMP_WAIT_POLICY once, when torch loads it.
+    script = """
+import os, sys
+from rlrun import openmp
+os.environ.pop("OMP_WAIT_POLICY", None)
+openmp.choose_wait_policy(1, True); print(os.environ.get("OMP_WAIT_POLICY"), openmp.note)
+openmp.choose_wait_policy(2, False); print(os.environ.get("OMP_WAIT_POLICY"), openmp.note)
+openmp.choose_wait_policy(2, True); print(os.environ.get("OMP_WAIT_POLICY"), "|", openmp.note)
+os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
+openmp.choose_wait_policy(2, True); print(os.environ.get("OMP_WAIT_POLICY"), "|", openmp.note)
+del os.environ["OMP_WAIT_POLICY"]
+import torch
+openmp.choose_wait_policy(2, True); print(os.environ.get("OMP_WAIT_POLICY"), "|", openmp.note)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "None None",
+        "None None",
+        "PASSIVE | idle OpenMP threads sleep: OMP_WAIT_POLICY=PASSIVE",
+        "ACTIVE | OMP_WAIT_POLICY=ACTIVE, from the environment",
+        "None | OMP_WAIT_POLICY not set: torch was loaded before this job, so idle OpenMP threads spin; export "
+        "OMP_WAIT_POLICY=PASSIVE before the multirun to have them sleep"]

@@ -20,7 +20,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from rlrun.config import ConfigError
+from rlrun import openmp
+from rlrun.config import GROUP_KEYS, RUN_KEYS, ConfigError
 from rlrun.hydra_errors import GROUPS, describe_hydra_error
 from rlrun.envs.ids import config_dirs
 from rlrun.resources import CONF_DIR  # the package rlrun.conf: the repository's conf/, installed
@@ -37,6 +38,7 @@ NOT_REPLAYED = ("resume", "hydra.run.dir")
 def task(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
+    choose_wait_policy(cfg)  # before torch loads OpenMP
     from rlrun.run import RunError, run  # imported here so that `rlrun --help` stays fast
     from rlrun.sampler import SamplerError
 
@@ -59,6 +61,13 @@ def task(cfg: DictConfig) -> float:
     except Exception as error:  # a crash (an env that raised mid-run, a bug): its traceback goes to cli.log too
         record_in_log_file(f"rlrun: error: {one_line(error)}", error)
         raise
+
+
+def choose_wait_policy(cfg: DictConfig) -> None:
+    """rlrun.openmp's choice from the composed config (the config check reports bad values later)."""
+    threads, overlap = cfg.get("hardware", {}).get("torch_threads"), cfg.get("algo", {}).get("overlap")
+    if isinstance(threads, int) and isinstance(overlap, bool):
+        openmp.choose_wait_policy(threads, overlap)
 
 
 def one_line(error: BaseException) -> str:
@@ -141,7 +150,6 @@ def check_recorded_override(override: str, overrides_file: Path) -> None:
     """A line of a run directory's overrides.yaml that resume= would replay must be one rlrun records: a
     run directory is data, and Hydra's overrides are code (`+hydra.callbacks...={_target_: ...}` runs a
     callable, `${oc.env:...}` copies a secret into the run's files). Refused in one line naming it."""
-    from rlrun.run import GROUP_KEYS, RUN_KEYS  # the top-level keys of a run's config (imports torch: resume only)
 
     resumable = (*GROUP_KEYS, "tuned", *RUN_KEYS)
     problem = None

@@ -108,3 +108,10 @@ def check_folder_name(name: str | None, what: str) -> None:
         return
     if not name or "/" in name or "\\" in name or "\0" in name or name.startswith("."):
         raise ConfigError(f"{what} {name!r} must be a non-empty folder name, without '/' and not starting with '.'")
+
+
+# The config groups and the run-level keys of conf/config.yaml: anything else at the top level is a typo
+# (`+totl_steps=...`) that would otherwise train silently with the default. (Here, not in rlrun.run: the
+# rlrun command reads them before it imports torch.)
+GROUP_KEYS = ("algo", "env", "network", "hardware", "logger")
+RUN_KEYS = ("seed", "total_steps", "schedule_steps", "resume", "eval", "checkpoint", "max_requeues")

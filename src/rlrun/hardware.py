@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rlrun import openmp
 from rlrun.config import POSITIVE, ConfigError, from_config, one_of, rule
 from rlrun.processes import usable_cores
 
@@ -79,8 +80,9 @@ def plan(hw: Hardware, algo_cls: type, algo_cfg) -> str:
     capped = f" (hardware.workers={hw.workers} capped at algo.num_envs)" if workers < hw.workers else ""
     backend = f" (hardware.vector_backend={hw.vector_backend} unused: each worker steps its envs in turn)" \
         if hw.vector_backend != "sync" else ""
+    wait = f" ({openmp.note})" if overlap and openmp.note else ""
     return (f"{num_envs} envs stepped by {workers} sampler worker process{'es' * (workers > 1)}{capped}{backend}, "
-            f"{'overlapping' if overlap else 'then'} the learner's update, {threads}")
+            f"{'overlapping' if overlap else 'then'} the learner's update, {threads}{wait}")
 
 
 def describe(hw: Hardware) -> dict:

@@ -36,7 +36,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from rlrun import checkpoint, cluster, hardware
-from rlrun.config import NON_NEGATIVE, POSITIVE, ConfigError, from_config, rule
+from rlrun.config import GROUP_KEYS, NON_NEGATIVE, POSITIVE, RUN_KEYS, ConfigError, from_config, rule
 from rlrun.envs import VecEnv, env_config, spaces_of
 from rlrun.envs.spaces import action_space_kind, check_spaces
 from rlrun.logging import Logger, logger_config, new_run_id
@@ -47,10 +47,6 @@ from rlrun.secrets import mask_log_lines, mask_url_passwords, recordable_config
 
 log = logging.getLogger("rlrun")
 
-# The config groups and the run-level keys of conf/config.yaml: anything else at the top level is a typo
-# (`+totl_steps=...`) that would otherwise train silently with the default.
-GROUP_KEYS = ("algo", "env", "network", "hardware", "logger")
-RUN_KEYS = ("seed", "total_steps", "schedule_steps", "resume", "eval", "checkpoint", "max_requeues")
 # A loss this large means the run diverged (seen: value loss 2e14 with algo.learning_rate=1e6); the
 # largest we measured in healthy runs are critic losses of ~1e5 on unnormalised MuJoCo rewards.
 DIVERGED_LOSS = 1e8
