@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml setup.py constraints.txt
 train: $(BIN)/.installed
 	$(BIN)/rlrun algo=ppo env=HalfCheetah $(ARGS)
 
-## Run the whole test suite, one pytest worker per core: 14-15 min on 2 quiet cores (734 tests: learning,
+## Run the whole test suite, one pytest worker per core: 12-15 min on 2 quiet cores (738 tests: learning,
 ## exact resume, fault injection, real sweeps, SLURM and PostgreSQL when installed, the docs site; the long
 ## `cluster` ones skip, saying so: make test-cluster runs them), after the install.
 test: $(BIN)/.installed
