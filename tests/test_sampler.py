@@ -282,6 +282,8 @@ os.environ.pop("OMP_WAIT_POLICY", None)
 openmp.choose_wait_policy(1, True); print(os.environ.get("OMP_WAIT_POLICY"), openmp.note)
 openmp.choose_wait_policy(2, False); print(os.environ.get("OMP_WAIT_POLICY"), openmp.note)
 openmp.choose_wait_policy(2, True); print(os.environ.get("OMP_WAIT_POLICY"), "|", openmp.note)
+openmp.choose_wait_policy(2, True); print(os.environ.get("OMP_WAIT_POLICY"), "|", openmp.note)  # a later job
+openmp.set_here = False
 os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
 openmp.choose_wait_policy(2, True); print(os.environ.get("OMP_WAIT_POLICY"), "|", openmp.note)
 del os.environ["OMP_WAIT_POLICY"]
@@ -294,6 +296,7 @@ openmp.choose_wait_policy(2, True); print(os.environ.get("OMP_WAIT_POLICY"), "|"
     assert done.stdout.splitlines() == [
         "None None",
         "None None",
+        "PASSIVE | idle OpenMP threads sleep: OMP_WAIT_POLICY=PASSIVE",
         "PASSIVE | idle OpenMP threads sleep: OMP_WAIT_POLICY=PASSIVE",
         "ACTIVE | OMP_WAIT_POLICY=ACTIVE, from the environment",
         "None | OMP_WAIT_POLICY not set: torch was loaded before this job, so idle OpenMP threads spin; export "

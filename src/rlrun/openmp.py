@@ -22,6 +22,8 @@ VARIABLE = "OMP_WAIT_POLICY"
 
 # What this process's OpenMP runtime was given, for the start banner (None: not this module's business).
 note: str | None = None
+# Whether this module set the variable (an earlier job of a multirun in this process), not the user.
+set_here = False
 
 
 def wants_passive_wait(torch_threads: int, overlap: bool) -> bool:
@@ -32,11 +34,13 @@ def wants_passive_wait(torch_threads: int, overlap: bool) -> bool:
 def choose_wait_policy(torch_threads: int, overlap: bool) -> None:
     """Before torch is imported: OMP_WAIT_POLICY=PASSIVE for a multi-threaded learner that overlaps sampler
     workers, unless the user set the variable. Leaves a note for the banner either way it matters."""
-    global note
+    global note, set_here
     note = None
     if not wants_passive_wait(torch_threads, overlap):
         return
-    if VARIABLE in os.environ:
+    if set_here and os.environ.get(VARIABLE) == "PASSIVE":
+        note = f"idle OpenMP threads sleep: {VARIABLE}=PASSIVE"
+    elif VARIABLE in os.environ:
         note = f"{VARIABLE}={os.environ[VARIABLE]}, from the environment"
     elif "torch" in sys.modules:
         # A multirun whose jobs share a process: OpenMP was set up when torch was first loaded.
@@ -44,4 +48,5 @@ def choose_wait_policy(torch_threads: int, overlap: bool) -> None:
                 f"export {VARIABLE}=PASSIVE before the multirun to have them sleep")
     else:
         os.environ[VARIABLE] = "PASSIVE"
+        set_here = True
         note = f"idle OpenMP threads sleep: {VARIABLE}=PASSIVE"
