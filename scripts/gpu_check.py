@@ -51,7 +51,7 @@ class Spec:
     algo: str
     total_steps: int
     overrides: list[str]
-    gpu_only: bool = False  # compared with another run on the GPU, not with itself on the CPU
+    gpu_only: bool = False  # run in the gpu slot only (compared with another gpu run, or too slow on the CPU)
     env: str | None = None  # its own env (default: the check's MuJoCo env)
     keep_checkpoint: bool = True  # copy its gpu last.pt to OUT (at most 8 files come back from a lent machine)
 

@@ -19,6 +19,14 @@ CONF = CONF_DIR  # what the installed rlrun reads (the package rlrun.conf, the r
 CPU = Hardware(device=torch.device("cpu"), torch_threads=1, vector_backend="sync", workers=1)
 
 
+def compose_config(*overrides: str):
+    """The config the `rlrun` command composes from these overrides (defaults and tuned file included)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
 def load_conf(group: str, name: str, **overrides) -> dict:
     node = OmegaConf.load(CONF / group / f"{name}.yaml")
     node.pop("defaults", None)

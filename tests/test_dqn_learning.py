@@ -27,13 +27,11 @@ pick another seed.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from helpers import CPU
+from helpers import CPU, compose_config
 
 from rlrun.algos.dqn import DQN
 from rlrun.envs import VecEnv, env_config
@@ -42,21 +40,14 @@ from rlrun.run import evaluate
 
 pytestmark = pytest.mark.slow
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 EVAL_EVERY = 2500
-
-
-def composed(algo: str, env: str):
-    """The config `rlrun algo=... env=...` composes, tuned file included."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=[f"algo={algo}", f"env={env}"])
 
 
 @pytest.mark.parametrize("algo_name", ["dqn", "double_dqn", "dueling_dqn"])
 def test_dqn_family_solves_cartpole(algo_name):
     torch.set_num_threads(1)
     seed = 0
-    cfg = composed(algo_name, "CartPole")
+    cfg = compose_config(f"algo={algo_name}", "env=CartPole")
     algo_cfg = DQN.parse_config({k: v for k, v in cfg.algo.items() if k != "_target_"})
     env_cfg = env_config(cfg.env)
     env = VecEnv(env_cfg, algo_cfg.num_envs, seed, "sync", algo_cfg.gamma)

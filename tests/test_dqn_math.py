@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from helpers import CONF, CPU, load_conf
+from helpers import CPU, compose_config, load_conf
 
 from rlrun.algos.dqn import DQN, advantage_learning_target, linear_schedule, q_loss, td_target
 from rlrun.config import ConfigError
@@ -365,10 +365,7 @@ def test_dqn_keeps_torchs_default_layer_init_as_sb3s_q_network():
     # conf/algo/dqn.yaml sets network.ortho_init=false: nn.Linear's own init, weights and biases uniform
     # on +-1/sqrt(fan_in). CartPole's first layer (fan_in 4): +-0.5, std 0.5/sqrt(3) = 0.289 (orthogonal
     # init with gain sqrt(2) would give n x 4 weights of std sqrt(2/n), 0.088 for n = 256, and zero biases).
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["algo=dqn", "env=CartPole"])
+    cfg = compose_config("algo=dqn", "env=CartPole")
     assert cfg.network.ortho_init is False
     algo = make_dqn()
     net = QNetwork(algo.env.observation_space, algo.env.action_space, network_config(cfg.network), dueling=False)

@@ -9,13 +9,11 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
-from helpers import CPU
-from hydra import compose, initialize_config_dir
+from helpers import CPU, compose_config
 
 from rlrun.algos.dqn import DQN
 from rlrun.envs import VecEnv, env_config
 from rlrun.nets import network_config
-from rlrun.resources import CONF_DIR
 from rlrun.data import discounted_returns
 from rlrun.returns import Segment, counted_steps, discounted_return, value_check
 from rlrun.run import evaluate
@@ -59,11 +57,10 @@ def test_value_check_averages_estimate_and_return_over_the_same_states():
 def test_evaluate_records_discounted_returns_and_q_against_an_independent_replay():
     """A DQN (untrained: its Q is far from the truth, which is what the check must show) evaluated on
     CartPole cut at 20 steps with gamma 0.5; the same episodes replayed here with gymnasium directly."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        # network.ortho_init=true: the untrained Q this test was written against, whose greedy episodes both fall
-        # and reach the cut at 20 (with DQN's own default init, torch's, all six fall before 20).
-        cfg = compose("config", overrides=["algo=dqn", "env=CartPole", "algo.gamma=0.5", "env.max_episode_steps=20",
-                                           "network.ortho_init=true"])
+    # network.ortho_init=true: the untrained Q this test was written against, whose greedy episodes both fall
+    # and reach the cut at 20 (with DQN's own default init, torch's, all six fall before 20).
+    cfg = compose_config("algo=dqn", "env=CartPole", "algo.gamma=0.5", "env.max_episode_steps=20",
+                         "network.ortho_init=true")
     algo_cfg = DQN.parse_config({k: v for k, v in cfg.algo.items() if k != "_target_"})
     env_cfg = env_config(cfg.env)
     env = VecEnv(env_cfg, 1, 0, "sync", algo_cfg.gamma)
@@ -128,9 +125,8 @@ def test_dqn_evaluation_acts_and_checks_values_from_one_q_forward_with_the_same_
     """evaluate() takes the action and Q(s, .) from act_with_q_values, one forward pass a step; its episodes
     and value check are those of acting with act() and computing q_values() apart (two forward passes, as
     before), eval_epsilon's random actions included: the same draws from the evaluation generator."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["algo=dqn", "env=CartPole", "algo.gamma=0.5", "env.max_episode_steps=20",
-                                           "algo.eval_epsilon=0.3"])
+    cfg = compose_config("algo=dqn", "env=CartPole", "algo.gamma=0.5", "env.max_episode_steps=20",
+                         "algo.eval_epsilon=0.3")
     algo_cfg = DQN.parse_config({k: v for k, v in cfg.algo.items() if k != "_target_"})
     env_cfg = env_config(cfg.env)
 

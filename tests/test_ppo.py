@@ -246,13 +246,11 @@ def test_numpy_acting_samples_follow_the_distribution_and_report_its_log_prob(di
 
 
 def test_ppo_kl_composes_without_value_clipping_and_its_loss_uses_the_plain_squared_error():
-    from helpers import CONF
-    from hydra import compose, initialize_config_dir
+    from helpers import compose_config
 
     from rlrun.algos.ppo import value_loss
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        composed = compose("config", overrides=["algo=ppo_kl", "env=Pendulum"])
+    composed = compose_config("algo=ppo_kl", "env=Pendulum")
     algo_cfg = {k: v for k, v in composed.algo.items() if k != "_target_"}
     assert algo_cfg["objective"] == "kl_penalty" and algo_cfg["clip_vloss"] is False
     algo = make_ppo("Pendulum", **algo_cfg)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import CPU, load_conf
+from helpers import CPU, compose_config, load_conf
 from test_resume_exact import split_equals_whole
 
 from rlrun.algos.a2c import A2C
@@ -217,14 +217,8 @@ def test_networks_that_do_not_fit_the_observations_are_refused_in_one_line_befor
 
 def test_the_fast_atari_file_composes_rl_games_recipe_and_refuses_annealing_with_the_adaptive_rate():
     # `rlrun algo=ppo env=Pong network=cnn tuned=ppo_Pong_fast`: rl_games' ppo_pong_envpool settings.
-    from hydra import compose, initialize_config_dir
-
-    from rlrun.resources import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["algo=ppo", "env=Pong", "network=cnn", "tuned=ppo_Pong_fast"])
-        annealed = compose("config", overrides=["algo=ppo", "env=Pong", "network=cnn", "tuned=ppo_Pong_fast",
-                                                "algo.anneal_lr=true"])
+    cfg = compose_config("algo=ppo", "env=Pong", "network=cnn", "tuned=ppo_Pong_fast")
+    annealed = compose_config("algo=ppo", "env=Pong", "network=cnn", "tuned=ppo_Pong_fast", "algo.anneal_lr=true")
     algo = PPO.parse_config({k: v for k, v in cfg.algo.items() if k != "_target_"})
     assert (algo.num_envs, algo.num_steps, algo.num_envs * algo.num_steps // algo.num_minibatches) == (64, 128, 2048)
     assert (algo.adaptive_lr_kl, algo.anneal_lr, algo.clip_coef, algo.clip_vloss, algo.vf_coef) == (0.01, False, 0.2,
